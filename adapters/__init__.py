@@ -1,0 +1,1 @@
+"""Backend adapters, one package per engine family (installed as storebridge.adapters.<family>)."""

@@ -1,0 +1,1 @@
+"""storebridge: one registry for knowledge, conversation and state stores."""
