@@ -14,17 +14,19 @@ and connections are bound to that loop); do not also use the same object's async
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import contextvars
 import functools
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import StorebridgeError
+
+if TYPE_CHECKING:  # asyncio and concurrent.futures are imported on first use: `import storebridge` stays fast
+    import asyncio
+    import concurrent.futures
 
 T = TypeVar("T")
 
@@ -38,6 +40,8 @@ _loop_thread: threading.Thread | None = None
 def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     if _pool is None:
+        import concurrent.futures
+
         with _lock:
             if _pool is None:
                 _pool = concurrent.futures.ThreadPoolExecutor(_MAX_WORKERS, thread_name_prefix="storebridge-io")
@@ -46,6 +50,8 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 async def run_in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Run blocking ``fn`` in storebridge's bounded thread pool, keeping the caller's context vars."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, fn, *args, **kwargs)
@@ -55,6 +61,8 @@ async def run_in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T
 def _background_loop() -> asyncio.AbstractEventLoop:
     global _loop, _loop_thread
     if _loop is None or _loop.is_closed():
+        import asyncio
+
         with _lock:
             if _loop is None or _loop.is_closed():
                 loop = asyncio.new_event_loop()
@@ -82,6 +90,9 @@ def run_sync(coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float | None 
     Safe from any thread and from inside a running event loop (the caller's loop is blocked for the
     duration, as any sync call would block it; use the async face to avoid that).
     """
+    import asyncio
+    import concurrent.futures
+
     if in_background_loop():
         if asyncio.iscoroutine(coro):
             coro.close()
