@@ -15,7 +15,7 @@ _PREFIX_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,30})?$")
 
 def validate_collection_name(name: object) -> str:
     """1-63 characters: letters, digits, ``_`` and ``-``, not starting with ``-``."""
-    if not isinstance(name, str) or not _COLLECTION_RE.match(name):
+    if not isinstance(name, str) or not _COLLECTION_RE.fullmatch(name):
         raise InvalidIdentifierError(
             f"invalid collection name {name!r}: use 1-63 letters, digits, '_' or '-' (not first)"
         )
@@ -24,7 +24,7 @@ def validate_collection_name(name: object) -> str:
 
 def validate_table_prefix(prefix: object) -> str:
     """Empty, or a letter/underscore followed by up to 30 letters, digits or underscores."""
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise InvalidIdentifierError(
             f"invalid table prefix {prefix!r}: use letters, digits and '_' (up to 31, not starting with a digit)"
         )

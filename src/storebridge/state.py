@@ -88,7 +88,7 @@ _NAMESPACE_RE = re.compile(r"^[\w.\-:/]{0,128}$")
 
 def check_namespace(namespace: str) -> str:
     """Namespaces prefix every key; they are plain identifiers (no glob characters)."""
-    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
         raise InvalidIdentifierError(
             f"invalid namespace {namespace!r}: use letters, digits and _ . - : / (at most 128 characters)"
         )
