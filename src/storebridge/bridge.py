@@ -101,7 +101,13 @@ def run_sync(coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float | None 
             "deadlock; await the async method instead"
         )
 
+    caller_context = contextvars.copy_context()
+
     async def wrap() -> T:
+        # The task runs in its own copy of the loop's context: give it the caller's values
+        # (request ids, tracing spans), as run_in_thread does for threads.
+        for var, value in caller_context.items():
+            var.set(value)
         return await coro
 
     future = asyncio.run_coroutine_threadsafe(wrap(), _background_loop())

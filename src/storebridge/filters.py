@@ -95,7 +95,7 @@ def validate_key(key: Any, *, where: str = "filter", allow_dots: bool = False) -
     """Check a metadata key used in a filter: letters, digits, ``_``, ``-`` and spaces, 1-255 characters,
     not starting with ``$`` (dots only where the backend declares nested paths)."""
     pattern = _DOTTED_KEY_RE if allow_dots else _KEY_RE
-    if not isinstance(key, str) or not pattern.match(key) or key.strip() != key:
+    if not isinstance(key, str) or len(key) > 255 or not pattern.fullmatch(key) or key.strip() != key:
         raise FilterError(
             f"{where}: invalid metadata key {key!r}; keys may use letters, digits, '_', '-' and inner spaces"
             + (" and '.' for nested paths" if allow_dots else " (no '.', '$', quotes or control characters)")
@@ -179,6 +179,8 @@ def parse_filter(spec: FilterLike) -> Filter | None:
 def _validate_tree(node: Filter) -> None:
     """Trees built by hand get the same checks as parsed dicts."""
     if isinstance(node, Comparison):
+        if not isinstance(node.op, Op):
+            raise FilterError(f"{node.field!r}: the operator must be an Op member, got {node.op!r}")
         _parse_op(node.field, "$" + Op(node.op).value, list(node.value) if isinstance(node.value, tuple) else node.value,
                   node.field)
         validate_key(node.field, allow_dots=True)

@@ -5,7 +5,8 @@ Each store declares its migrations for one *component* (e.g. ``"conversation"``)
 applies the newer steps in order and records the new version, so a database created by an older
 storebridge upgrades in place with no data lost, and a failed step leaves nothing half-done.
 
-Statements are templates: ``{prefix}`` is replaced by the (validated) table prefix. A step may also be
+Statements are ``str.format`` templates: ``{prefix}`` is replaced by the (validated) table prefix, and
+literal braces are doubled (``DEFAULT '{{}}'`` creates ``DEFAULT '{}'``). A step may also be
 a Python function for data transforms; it receives the DB-API cursor and the prefix.
 """
 

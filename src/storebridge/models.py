@@ -77,12 +77,18 @@ class Distance(str, enum.Enum):
         return -distance
 
 
-def validate_vector(vector: Sequence[float] | Any, dimension: int | None = None, *, what: str = "vector") -> list[float]:
-    """Return ``vector`` as a list of floats, or raise if it has NaN/inf or the wrong dimension."""
+def _as_floats(vector: Any, what: str) -> list[float]:
     try:
-        values = [float(x) for x in vector]
+        if isinstance(vector, (str, bytes, bytearray)):  # iterable, but "123" is not the vector [1, 2, 3]
+            raise TypeError(f"got {type(vector).__name__}")
+        return [float(x) for x in vector]
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{what} must be a sequence of numbers ({exc})") from None
+
+
+def validate_vector(vector: Sequence[float] | Any, dimension: int | None = None, *, what: str = "vector") -> list[float]:
+    """Return ``vector`` as a list of floats, or raise if it has NaN/inf or the wrong dimension."""
+    values = _as_floats(vector, what)
     if not values:
         raise ValidationError(f"{what} is empty")
     if dimension is not None and len(values) != dimension:
@@ -112,7 +118,7 @@ class KnowledgeDocument:
         if not isinstance(self.metadata, Mapping):
             raise ValidationError("document metadata must be a dict")
         if self.embedding is not None and not isinstance(self.embedding, list):
-            object.__setattr__(self, "embedding", [float(x) for x in self.embedding])
+            object.__setattr__(self, "embedding", _as_floats(self.embedding, "document embedding"))
 
     def replace(self, **changes: Any) -> KnowledgeDocument:
         return dataclasses.replace(self, **changes)

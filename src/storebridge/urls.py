@@ -90,14 +90,26 @@ def parse_url(url: str | StoreURL) -> StoreURL:
     if isinstance(url, StoreURL):
         return url
     if not isinstance(url, str) or not _SCHEME_RE.match(url):
+        text = str(url)
         raise ConfigurationError(
-            f"not a store URL: {mask_secrets(str(url))!r}; expected scheme://..., e.g. sqlite:///app.db"
+            f"not a store URL: {mask_secrets(text, *_unparsed_secrets(text))!r}; "
+            "expected scheme://..., e.g. sqlite:///app.db"
         )
+    hidden = _unparsed_secrets(url)
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
-        raise ConfigurationError(f"malformed URL {mask_secrets(url)!r}: {exc}") from None
+        raise ConfigurationError(
+            f"malformed URL {mask_secrets(url, *hidden)!r}: {mask_secrets(exc, *hidden)}"
+        ) from None
+    try:
+        port = parts.port
+    except ValueError:
+        # Not echoing the bad port: with an unencoded '/' in a password, the "port" is part of the password.
+        raise ConfigurationError(
+            f"malformed URL {mask_secrets(url, *hidden)!r}: the port must be a number from 0 to 65535 "
+            "(percent-encode '@', ':' and '/' in the user name and password)"
+        ) from None
     scheme, _, driver = parts.scheme.lower().partition("+")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return StoreURL(
@@ -118,7 +130,12 @@ _QUERY_SECRET_RE = re.compile(
     + r")=)(?P<val>[^&\s'\"]*)",
     re.IGNORECASE,
 )
-_KV_SECRET_RE = re.compile(r"(?P<pre>\b(?:password|passwd|pwd)\s*=\s*)(?P<q>['\"]?)(?P<val>[^\s'\"]+)", re.IGNORECASE)
+# A quoted value runs to its closing quote (libpq's ``password='a b'``), or to the end if unterminated.
+_KV_SECRET_RE = re.compile(
+    r"(?P<pre>\b(?:password|passwd|pwd)\s*=\s*)(?:(?P<q>['\"])[^'\"]*(?P=q)?|[^\s'\"]+)", re.IGNORECASE
+)
+# For text that failed to parse as a URL: everything between the scheme (if any) and the last '@'.
+_LOOSE_USERINFO_RE = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9+.\-]*:/*|/*)(?P<userinfo>\S*)@")
 
 
 def mask_secrets(text: Any, *extra_secrets: str | None) -> str:
@@ -130,8 +147,14 @@ def mask_secrets(text: Any, *extra_secrets: str | None) -> str:
             out = out.replace(secret, MASK)
     out = _USERINFO_RE.sub(lambda m: f"{m.group('pre')}:{MASK}@", out)
     out = _QUERY_SECRET_RE.sub(lambda m: f"{m.group('pre')}{MASK}", out)
-    out = _KV_SECRET_RE.sub(lambda m: f"{m.group('pre')}{m.group('q')}{MASK}", out)
+    out = _KV_SECRET_RE.sub(lambda m: f"{m.group('pre')}{m.group('q') or ''}{MASK}{m.group('q') or ''}", out)
     return out
+
+
+def _unparsed_secrets(text: str) -> list[str]:
+    """The would-be userinfo of a string that is not a well-formed URL, to mask in error messages."""
+    match = _LOOSE_USERINFO_RE.match(text)
+    return [match.group("userinfo")] if match and match.group("userinfo") else []
 
 
 __all__ = ["MASK", "StoreURL", "mask_secrets", "parse_url"]
