@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from storebridge.errors import ConnectionFailedError, StoreClosedError
+from storebridge.errors import ConfigurationError, ConnectionFailedError, StoreClosedError
 from storebridge.migrations import SQLITE, Migration, migrate
 from storebridge.urls import parse_url
 
@@ -35,14 +35,14 @@ def default_path() -> str:
 def resolve_path(url: str | None, path: str | os.PathLike[str] | None) -> str:
     """The database file from ``path``, a ``sqlite:///...`` URL, or the default."""
     if path is not None and url is not None:
-        raise ValueError("give either url or path, not both")
+        raise ConfigurationError("give either url or path, not both")
     if path is not None:
         return os.fspath(path)
     if url is None:
         return default_path()
     parsed = parse_url(url)
     if parsed.scheme not in ("sqlite", "file"):
-        raise ValueError(f"not a SQLite URL: {parsed}")
+        raise ConfigurationError(f"not a SQLite URL: {parsed}; use sqlite:///relative.db or sqlite:////absolute.db")
     return parsed.file_path or ":memory:"
 
 
@@ -72,7 +72,7 @@ class SQLiteConnections:
         key = f"memory:{id(self)}" if self.memory else os.path.realpath(path)
         self._write_lock = _writer_lock(key)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._guard = threading.Lock()
         self._shared: sqlite3.Connection | None = None
         self._closed = False
@@ -87,8 +87,18 @@ class SQLiteConnections:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
+        owner = threading.current_thread()
         with self._guard:
-            self._all.append(conn)
+            # Connections of threads that have ended are unreachable: close them now rather than at
+            # close(), so apps that start a thread per request do not pile up file handles.
+            alive = []
+            for thread, old in self._all:
+                if thread.is_alive():
+                    alive.append((thread, old))
+                else:
+                    old.close()
+            alive.append((owner, conn))
+            self._all = alive
         return conn
 
     def connection(self) -> sqlite3.Connection:
@@ -124,10 +134,13 @@ class SQLiteConnections:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may already have rolled back by itself (SQLITE_FULL, IOERR, BUSY): only roll back
+                # an open transaction, so the original error is the one raised.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def migrate(self, component: str, migrations: Sequence[Migration], *, prefix: str = "") -> int:
         """Run ``component``'s migrations under the writer lock (see :mod:`storebridge.migrations`)."""
@@ -144,7 +157,7 @@ class SQLiteConnections:
             with self._guard:
                 conns, self._all = self._all, []
                 self._shared = None
-            for conn in conns:
+            for _, conn in conns:
                 conn.close()
             self._local = threading.local()
 

@@ -41,7 +41,10 @@ _STR, _BYTES, _JSON = b"s", b"b", b"j"
 def encode_value(value: Any) -> bytes:
     """A tagged byte encoding that brings back str, bytes and JSON values as their own type."""
     if isinstance(value, str):
-        return _STR + value.encode("utf-8")
+        try:
+            return _STR + value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"state string values must be valid Unicode text: {exc}") from None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _BYTES + bytes(value)
     try:
