@@ -102,7 +102,8 @@ class ConversationStore(SyncStore, ABC):
     @abstractmethod
     def add_messages(self, session_id: str, messages: Sequence[ConversationMessage]) -> list[ConversationMessage]:
         """Append messages in order, atomically, creating the session if it does not exist and touching
-        its ``updated_at``. A message id that exists raises ``AlreadyExistsError``; nothing is written."""
+        its ``updated_at`` (an empty list does nothing). Message ids are unique within a session: one that
+        exists there raises ``AlreadyExistsError`` and nothing is written."""
 
     @abstractmethod
     def get_messages(self, session_id: str, *, limit: int | None = None, before: float | None = None,
@@ -113,7 +114,7 @@ class ConversationStore(SyncStore, ABC):
     @abstractmethod
     def delete_messages(self, session_id: str, message_ids: Sequence[str] | None = None) -> int:
         """Delete the given messages, or all of the session's messages when ``message_ids`` is None.
-        Returns how many were deleted. The session itself stays."""
+        Returns how many were deleted. The session itself stays, and its ``updated_at`` is unchanged."""
 
     @abstractmethod
     def count_messages(self, session_id: str) -> int:

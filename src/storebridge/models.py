@@ -235,6 +235,10 @@ def validate_session_id(session_id: Any) -> str:
         raise ValidationError(f"session_id is longer than {MAX_SESSION_ID_LENGTH} characters")
     if "\x00" in session_id:
         raise ValidationError("session_id must not contain NUL characters")
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("session_id must be valid Unicode text (it has a lone surrogate)") from None
     return session_id
 
 
