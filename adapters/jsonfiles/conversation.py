@@ -14,7 +14,7 @@ and deletions rewrite the whole file into a temp file and ``os.replace`` it, so 
 the old or the new file. Every line is written by :func:`dump_json`, so a message line always starts
 with ``{"id":<id>,`` — which is what lets an append check for duplicate ids without parsing the file.
 
-Message ids are unique per session here (the SQLite store's are unique per store).
+Message ids are unique per session, as the interface specifies.
 ``list_sessions`` opens every file (first and last line): O(number of sessions), fine for the
 hundreds-to-thousands of sessions this store is meant for; use SQLite beyond that.
 """
