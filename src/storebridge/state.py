@@ -77,6 +77,10 @@ def check_key(key: Any) -> str:
         raise ValidationError(f"state keys must be non-empty strings, got {key!r}")
     if "\x00" in key:
         raise ValidationError("state keys must not contain NUL characters")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("state keys must be valid Unicode text (this one has a lone surrogate)") from None
     return key
 
 
