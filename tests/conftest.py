@@ -1,8 +1,10 @@
-"""Test-wide policy: in CI, a skip is a failure unless it is for an engine that cannot run here.
+"""Test-wide policy: in CI, a skip is a failure unless it is for an engine that cannot run here, or for
+a case the backend declares it does not support.
 
 ENGINES.md lists the engines these machines run; a test for one of them must run in CI. The only
-skips CI accepts carry the marker ``NO_ENGINE_HERE`` in their reason (remote-only engines whose URL
-is not set), so a silently missing engine turns CI red instead of hiding in the skip count.
+skips CI accepts carry one of two markers in their reason: ``NO_ENGINE_HERE`` (a remote-only engine
+whose URL is not set) or ``NOT_DECLARED`` (the conformance suite's case for a capability the backend
+honestly declares it lacks). A silently missing engine turns CI red instead of hiding in the skip count.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import pytest
 
-NO_ENGINE_HERE = "[no engine on this machine]"
+from storebridge.testing import NO_ENGINE_HERE, NOT_DECLARED
+ACCEPTED_SKIPS = (NO_ENGINE_HERE, NOT_DECLARED)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -23,6 +26,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = outcome.get_result()
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        if NO_ENGINE_HERE not in reason:
+        if not any(marker in reason for marker in ACCEPTED_SKIPS):
             report.outcome = "failed"
             report.longrepr = f"skipped in CI, which must not happen for an engine that runs here: {reason}"

@@ -59,13 +59,19 @@ def check_limits(limit: int | None, offset: int = 0) -> None:
 
 
 class ConversationStore(SyncStore, ABC):
-    """Sync conversation store. Implement the abstract methods; the async face is derived."""
+    """Sync conversation store. Implement the abstract methods; the async face is derived.
+
+    Every method of a closed store raises ``StoreClosedError``. Content larger than
+    ``capabilities.max_content_bytes`` raises ``ValidationError`` (or ``OperationFailedError`` where only
+    the engine can tell) and nothing is written.
+    """
 
     capabilities: ConversationCapabilities = ConversationCapabilities()
 
     @abstractmethod
     def create_session(self, session: ConversationSession) -> ConversationSession:
-        """Store a new session; ``AlreadyExistsError`` if the id is taken."""
+        """Store a new session, keeping the caller's ``created_at``/``updated_at``; ``AlreadyExistsError``
+        if the id is taken."""
 
     @abstractmethod
     def get_session(self, session_id: str) -> ConversationSession | None:
@@ -93,7 +99,8 @@ class ConversationStore(SyncStore, ABC):
     @abstractmethod
     def list_sessions(self, *, user_id: str | None = None, agent_id: str | None = None, limit: int | None = 100,
                       offset: int = 0) -> list[ConversationSession]:
-        """Sessions (of a user and/or agent), most recently updated first."""
+        """Sessions (of a user and/or agent), most recently updated first (ties: newest created first,
+        then by session id)."""
 
     def add_message(self, session_id: str, message: ConversationMessage) -> ConversationMessage:
         """Append one message (creating the session if needed); returns it with its ``sequence``."""

@@ -26,6 +26,9 @@ class KnowledgeCapabilities:
     ``filter_operators`` are evaluated by the engine (or, where ``client_side_filters`` is set, after
     over-fetching); any other operator raises :class:`~storebridge.errors.UnsupportedFilterError`.
     ``recall_floor`` is the recall@10 the backend guarantees against exact search (1.0 = exact).
+    ``max_batch`` is the most documents the engine takes in one write call (None: no limit; the store
+    splits larger writes itself). ``client_side_filters`` says filters are evaluated in Python after
+    over-fetching from the engine rather than by the engine (same answers, slower on large collections).
     """
 
     filter_operators: frozenset[Op] = ALL_OPS
@@ -50,7 +53,11 @@ OPERATIONS = (
 
 
 class KnowledgeStore(SyncStore, ABC):
-    """Sync knowledge store. Implement the abstract methods; the async face is derived."""
+    """Sync knowledge store. Implement the abstract methods; the async face is derived.
+
+    Every method of a closed store raises ``StoreClosedError``; ``close()`` itself may be called twice.
+    ``has_collection`` validates the name like every other method (``InvalidIdentifierError``).
+    """
 
     capabilities: KnowledgeCapabilities = KnowledgeCapabilities()
 
@@ -58,7 +65,8 @@ class KnowledgeStore(SyncStore, ABC):
     def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
                           exist_ok: bool = True) -> CollectionInfo:
         """Create a collection. If it exists with the same dimension and distance and ``exist_ok``,
-        return it; a different dimension or distance raises ``AlreadyExistsError``."""
+        return it; a different dimension or distance raises ``AlreadyExistsError``. A distance the backend
+        does not declare in ``capabilities.distances`` raises ``NotSupportedError``."""
 
     @abstractmethod
     def get_collection(self, name: str) -> CollectionInfo:
@@ -96,12 +104,14 @@ class KnowledgeStore(SyncStore, ABC):
 
     @abstractmethod
     def get(self, collection: str, ids: Sequence[str], *, include_embeddings: bool = True) -> list[KnowledgeDocument]:
-        """Documents by id, in the order asked; missing ids are skipped."""
+        """Documents by id, in the order asked; missing ids are skipped. With ``include_embeddings=False``
+        the documents' ``embedding`` is None (cheaper on most engines)."""
 
     @abstractmethod
     def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
         """Delete by ids, by filter, or by both (ids AND filter). Returns how many were deleted; missing
-        ids are not an error. Calling with neither deletes nothing: use ``drop_collection``."""
+        ids are not an error. Calling with neither deletes nothing and returns 0 (or raises
+        ``ValidationError``): use ``drop_collection`` to empty a collection."""
 
     @abstractmethod
     def count(self, collection: str, *, filter: FilterLike = None) -> int:

@@ -1,0 +1,143 @@
+"""Which backends the conformance suite runs on here, and how to open a test database for each.
+
+Each :class:`Engine` row names a backend by its registry name (the test id: ``test_filter_in[sqlite-sync]``)
+and gives a builder ``(tmp_path, request) -> store_factory``. A store_factory returns a NEW native store
+object over the SAME test database on every call (state: also takes ``namespace=``). Adapters are
+imported inside the builders, so one missing adapter never breaks collection of the others.
+
+Adding a server-backed engine (ENGINES.md says which run on these machines)::
+
+    def _postgres_conversation(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+        from storebridge.adapters.postgres import PostgresConversationStore
+        url = engine_url("postgres", default="postgresql://127.0.0.1:5432/test")  # a server that runs here
+        prefix = unique_prefix()            # one set of tables per test on the shared server
+        request.addfinalizer(lambda: drop_tables(url, prefix))
+        return lambda: PostgresConversationStore(url, table_prefix=prefix)
+
+    Engine("conversation", "postgres", _postgres_conversation, marks=(pytest.mark.engine("postgres"),))
+
+An engine that cannot run here (no server in reach) leaves out ``default``: without
+``STOREBRIDGE_TEST_<NAME>_URL`` its cases skip with the ``NO_ENGINE_HERE`` marker CI accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from storebridge.testing import StoreFactory
+from tests.conftest import NO_ENGINE_HERE
+
+Kind = Literal["knowledge", "conversation", "state"]
+Builder = Callable[[Path, pytest.FixtureRequest], StoreFactory]
+
+
+@dataclass(frozen=True)
+class Engine:
+    kind: Kind
+    #: The backend's registry name; it leads the test id.
+    name: str
+    build: Builder
+    #: Distinguishes two setups of one backend (id ``memory-snapshot``).
+    variant: str = ""
+    marks: Sequence[Any] = field(default_factory=tuple)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.variant}" if self.variant else self.name
+
+    def param(self) -> Any:
+        return pytest.param(self, id=self.id, marks=tuple(self.marks))
+
+
+def engine_url(name: str, default: str | None = None) -> str:
+    """``STOREBRIDGE_TEST_<NAME>_URL``, else ``default`` (a server ENGINES.md says runs here); with
+    neither, skip with the marker that tells CI no such engine can run on this machine."""
+    variable = f"STOREBRIDGE_TEST_{name.upper()}_URL"
+    url = os.environ.get(variable) or default
+    if not url:
+        pytest.skip(f"{NO_ENGINE_HERE} set {variable} to run the {name!r} conformance cases against a live engine")
+    return url
+
+
+def unique_prefix(stem: str = "t") -> str:
+    """A fresh table prefix, so concurrent test runs on one shared server never meet."""
+    return f"{stem}{uuid.uuid4().hex[:10]}_"
+
+
+# -- builders of the embedded defaults ---------------------------------------------------------------------
+
+
+def _sqlite_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.sqlite.knowledge import SQLiteKnowledgeStore
+
+    return lambda: SQLiteKnowledgeStore(path=str(tmp_path / "k.db"))
+
+
+def _sqlite_conversation(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.sqlite.conversation import SQLiteConversationStore
+
+    return lambda: SQLiteConversationStore(path=str(tmp_path / "c.db"))
+
+
+def _async_sqlite_conversation(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.sqlite.conversation import async_sqlite_store
+
+    return lambda: async_sqlite_store(path=str(tmp_path / "c.db"))
+
+
+def _json_conversation(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.jsonfiles import JSONConversationStore
+
+    return lambda: JSONConversationStore(directory=str(tmp_path / "sessions"))
+
+
+def _memory_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.memory import MemoryStateStore
+
+    shared = MemoryStateStore.new_backing()  # one in-process "database" for every object of the test
+    return lambda namespace="": MemoryStateStore(namespace=namespace, data=shared)
+
+
+def _memory_snapshot_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.memory import MemoryStateStore
+
+    shared = MemoryStateStore.new_backing(tmp_path / "state.json")  # persistent: reloaded from the file
+    return lambda namespace="": MemoryStateStore(namespace=namespace, data=shared)
+
+
+def _sqlite_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.sqlite.state import SQLiteStateStore
+
+    return lambda namespace="": SQLiteStateStore(path=str(tmp_path / "s.db"), namespace=namespace)
+
+
+ENGINES: list[Engine] = [
+    Engine("knowledge", "sqlite", _sqlite_knowledge),
+    Engine("conversation", "sqlite", _sqlite_conversation),
+    Engine("conversation", "async_sqlite", _async_sqlite_conversation),
+    Engine("conversation", "json", _json_conversation),
+    Engine("state", "memory", _memory_state),
+    Engine("state", "memory", _memory_snapshot_state, variant="snapshot"),
+    Engine("state", "sqlite", _sqlite_state),
+]
+
+
+def engine_params(kind: Kind) -> list[Any]:
+    """``pytest.param`` per engine of ``kind``, id = registry name, for a parametrized ``store_factory``."""
+    return [engine.param() for engine in ENGINES if engine.kind == kind]
+
+
+def build_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """The body of every conformance module's ``store_factory`` fixture."""
+    engine: Engine = request.param
+    return engine.build(tmp_path, request)
+
+
+__all__ = ["ENGINES", "Engine", "build_factory", "engine_params", "engine_url", "unique_prefix"]
