@@ -23,6 +23,9 @@ class ConversationCapabilities:
     multi_process: bool = True
     #: Largest message content the engine stores, in bytes (None: no practical limit).
     max_content_bytes: int | None = None
+    #: ``delete_messages(session_id, ids)`` can remove single messages. Append-only engines set False and
+    #: raise ``NotSupportedError`` for it; deleting all of a session's messages must always work.
+    delete_messages_by_id: bool = True
 
 
 OPERATIONS = (

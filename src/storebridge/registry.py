@@ -257,7 +257,7 @@ class StoreRegistry:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            if (exc.name or "").startswith("storebridge"):
+            if exc.name == "storebridge" or (exc.name or "").startswith("storebridge."):
                 raise  # our own module is broken or missing: a bug, not a missing client library
             raise BackendNotAvailableError(
                 f"the {self.kind} backend {spec.name!r} could not be imported ({exc}); run {spec.install_hint}"

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from ..conversation import ConversationCapabilities
-from ..errors import AlreadyExistsError, OperationFailedError, SessionNotFoundError, ValidationError
+from ..errors import (
+    AlreadyExistsError,
+    NotSupportedError,
+    OperationFailedError,
+    SessionNotFoundError,
+    ValidationError,
+)
 from ..models import MAX_SESSION_ID_LENGTH, ConversationMessage, ConversationSession
 from ._facade import StoreFacade
 from ._suite import (
@@ -255,6 +261,13 @@ class ConversationStoreSuite(StoreSuite):
         sid, other = unique("s_"), unique("s_")
         written = await store.add_messages(sid, [message(f"m{i}") for i in range(6)])
         foreign = await store.add_message(other, message("foreign"))
+        if not store.capabilities.delete_messages_by_id:
+            await expect_error(NotSupportedError, store.delete_messages(sid, [written[1].id]),
+                               "delete_messages by id on a backend declaring delete_messages_by_id=False")
+            assert await store.count_messages(sid) == 6, "a refused delete removes nothing"
+            assert await store.delete_messages(sid) == 6
+            assert await store.count_messages(sid) == 0 and await store.count_messages(other) == 1
+            return
         assert await store.delete_messages(sid, [written[1].id, written[4].id, "missing"]) == 2
         assert await store.delete_messages(sid, [foreign.id]) == 0, "a message of another session is not deleted"
         assert await store.delete_messages(sid, []) == 0
