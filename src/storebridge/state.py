@@ -102,6 +102,44 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
+def check_keys(keys: Iterable[str]) -> list[str]:
+    """Validated, de-duplicated keys in first-seen order. A bare string is refused: iterating it would
+    silently treat each character as a key."""
+    if isinstance(keys, (str, bytes)):
+        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__}; wrap it in a list")
+    return list(dict.fromkeys(check_key(key) for key in keys))
+
+
+def incremented(key: str, current: Any, amount: int | float) -> int | float:
+    """``current + amount`` with the one set of type rules every store follows: a missing key counts as 0
+    (pass 0), int + int stays int, anything with a float is a float, bools and non-numbers are refused,
+    and so is a float overflow."""
+    if isinstance(current, bool) or not isinstance(current, (int, float)):
+        raise ValidationError(
+            f"cannot increment state key {key!r}: its value is a {type(current).__name__}, not a number"
+        )
+    try:
+        result = current + amount
+    except OverflowError:
+        result = math.inf
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ValidationError(f"incrementing state key {key!r} by {amount!r} overflows a float")
+    return result
+
+
+_GLOB_CHARS = "*?["
+
+
+def scan_prefix(pattern: str | None, prefix: str | None) -> str:
+    """The longest literal prefix every key matching ``pattern`` (a glob) and ``prefix`` starts with:
+    engines narrow their scan with it, then confirm each key with :func:`key_matches`."""
+    literal = None
+    if pattern is not None:
+        end = next((i for i, char in enumerate(pattern) if char in _GLOB_CHARS), len(pattern))
+        literal = pattern[:end]
+    return max((p for p in (prefix, literal) if p), key=len, default="")
+
+
 def key_matches(key: str, pattern: str | None, prefix: str | None) -> bool:
     """The one definition of ``keys(pattern, prefix=)``: fnmatch-style glob (case-sensitive) and/or prefix."""
     if prefix is not None and not key.startswith(prefix):
@@ -213,9 +251,12 @@ __all__ = [
     "StateStore",
     "check_amount",
     "check_key",
+    "check_keys",
     "check_namespace",
     "check_ttl",
     "decode_value",
     "encode_value",
+    "incremented",
     "key_matches",
+    "scan_prefix",
 ]
