@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import NO_ENGINE_HERE
 from tests.servers.redis import free_port
 
 #: Where the Cloud SDK component lives on Debian images; ``STOREBRIDGE_FIRESTORE_EMULATOR`` overrides.
