@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.servers.redis import free_port
 
 #: Where the Cloud SDK component lives on Debian images; ``STOREBRIDGE_FIRESTORE_EMULATOR`` overrides.
