@@ -53,7 +53,7 @@ KNOWLEDGE = [
     _k("lightrag", None, extra="lightrag", requires=("lightrag",), schemes=("lightrag",)),
     _k("langchain", f"{A}.langchain.knowledge:LangChainKnowledgeStore", extra="langchain", requires=("langchain_core",), aliases=("langchain_adapter",),
        description="wraps any LangChain VectorStore"),
-    _k("llamaindex", None, extra="llamaindex", requires=("llama_index.core",),
+    _k("llamaindex", f"{A}.llamaindex.knowledge:LlamaIndexKnowledgeStore", extra="llamaindex", requires=("llama_index.core",),
        aliases=("llama_index", "llamaindex_adapter"), description="wraps any LlamaIndex vector store"),
     _k("cosmosdb", None, extra="cosmosdb", requires=("azure.cosmos",),
        aliases=("cosmos", "azure_cosmos", "cosmosdb_vector"), schemes=("cosmosdb", "cosmos")),
@@ -82,7 +82,7 @@ CONVERSATION = [
     _c("turso", None, extra="turso", requires=("libsql",), aliases=("libsql",), schemes=("libsql", "turso")),
     _c("langchain", f"{A}.langchain.conversation:LangChainConversationStore", extra="langchain", requires=("langchain_core",), aliases=("langchain_adapter",),
        description="wraps a LangChain BaseChatMessageHistory factory"),
-    _c("llamaindex", None, extra="llamaindex", requires=("llama_index.core",),
+    _c("llamaindex", f"{A}.llamaindex.conversation:LlamaIndexConversationStore", extra="llamaindex", requires=("llama_index.core",),
        aliases=("llama_index", "llamaindex_adapter"), description="wraps a LlamaIndex BaseChatStore"),
 ]
 
