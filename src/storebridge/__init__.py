@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _builtins
 from .conversation import AsyncConversationStore, ConversationCapabilities, ConversationStore
-from .errors import *  # noqa: F403 - the typed errors are part of the top-level API
+from .errors import *
 from .errors import __all__ as _error_names
 from .filters import parse_filter
 from .knowledge import AsyncKnowledgeStore, KnowledgeCapabilities, KnowledgeStore

@@ -189,7 +189,7 @@ def _sync_method(name: str) -> Callable[..., Any]:
     return method
 
 
-def derive_async(interface: type[T], operations: Iterable[str]) -> type[T]:
+def derive_async(interface: type[Any], operations: Iterable[str]) -> type[Any]:
     """A class implementing the async ``interface`` by running a sync store's methods in threads."""
     namespace: dict[str, Any] = {name: _async_method(name) for name in operations}
     namespace["__module__"] = __name__
@@ -198,7 +198,7 @@ def derive_async(interface: type[T], operations: Iterable[str]) -> type[T]:
     return type(f"AsyncOverSync{interface.__name__.removeprefix('Async')}", (AsyncOverSync, interface), namespace)
 
 
-def derive_sync(interface: type[T], operations: Iterable[str]) -> type[T]:
+def derive_sync(interface: type[Any], operations: Iterable[str]) -> type[Any]:
     """A class implementing the sync ``interface`` by running an async store's coroutines on the
     background loop."""
     namespace: dict[str, Any] = {name: _sync_method(name) for name in operations}

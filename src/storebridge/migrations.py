@@ -117,4 +117,4 @@ def migrate(connection: Any, component: str, migrations: Sequence[Migration], *,
     return target
 
 
-__all__ = ["Migration", "SQLDialect", "SQLITE", "latest_version", "migrate", "schema_version"]
+__all__ = ["SQLITE", "Migration", "SQLDialect", "latest_version", "migrate", "schema_version"]

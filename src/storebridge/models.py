@@ -243,13 +243,13 @@ def validate_session_id(session_id: Any) -> str:
 
 
 __all__ = [
+    "ROLES",
     "CollectionInfo",
     "ConversationMessage",
     "ConversationSession",
     "Distance",
     "DocumentPage",
     "KnowledgeDocument",
-    "ROLES",
     "SearchHit",
     "new_id",
     "validate_session_id",

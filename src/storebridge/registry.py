@@ -143,7 +143,7 @@ class StoreRegistry:
             name=canonical,
             kind=self.kind,
             target=factory if isinstance(factory, str) else None,
-            factory=None if is_target else factory,
+            factory=None if isinstance(factory, str) else factory,
             aliases=tuple(normalize_name(a) for a in aliases),
             schemes=tuple(s.lower() for s in schemes),
             flavour=flavour or _guess_flavour(factory),
@@ -262,9 +262,12 @@ class StoreRegistry:
             raise BackendNotAvailableError(
                 f"the {self.kind} backend {spec.name!r} could not be imported ({exc}); run {spec.install_hint}"
             ) from exc
-        factory: Callable[..., Any] = module
+        found: Any = module
         for part in filter(None, attribute.split(".")):
-            factory = getattr(factory, part)
+            found = getattr(found, part)
+        if not callable(found):
+            raise BackendNotAvailableError(f"{spec.target!r} is not a callable store factory")
+        factory: Callable[..., Any] = found
         with self._lock:
             self._loaded[spec.name] = factory
         return factory
@@ -314,4 +317,4 @@ def _guess_flavour(factory: Any) -> Flavour:
     return "async" if isinstance(factory, type) and issubclass(factory, AsyncStore) else "sync"
 
 
-__all__ = ["BackendSpec", "KINDS", "Kind", "PluginConflictWarning", "StoreRegistry", "normalize_name"]
+__all__ = ["KINDS", "BackendSpec", "Kind", "PluginConflictWarning", "StoreRegistry", "normalize_name"]

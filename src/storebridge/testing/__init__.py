@@ -20,7 +20,15 @@ the only thing that imports them.
 """
 
 from ._facade import FLAVOURS, Flavour, StoreFacade
-from ._suite import NO_ENGINE_HERE, NOT_DECLARED, StoreFactory, StoreSuite, assert_same_json, expect_error, unique
+from ._suite import (
+    NO_ENGINE_HERE,
+    NOT_DECLARED,
+    StoreFactory,
+    StoreSuite,
+    assert_same_json,
+    expect_error,
+    unique,
+)
 from .conversation import ConversationStoreSuite
 from .knowledge import KnowledgeStoreSuite
 from .state import StateStoreSuite
