@@ -430,7 +430,7 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
 def _hosts_of(client: Any) -> str:
     """The seed addresses of a caller's client, without blocking (no server selection)."""
     try:
-        return ",".join(f"{host}:{port}" for host, port in client.topology_description.server_descriptions())
+        return ",".join(f"{host}:{port}" for host, port in sorted(client.topology_description.server_descriptions()))
     except (AttributeError, TypeError, ValueError):
         return "the given client"
 
