@@ -29,6 +29,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_knowledge_search.py
 	$(BIN)/python benchmarks/bench_conversation.py
+	$(BIN)/python benchmarks/bench_conversation_sql.py
 	$(BIN)/python benchmarks/bench_import.py
 
 clean:
