@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -41,38 +41,20 @@ from ..errors import (
 from ..identifiers import validate_collection_name
 from ..models import CollectionInfo, Distance, KnowledgeDocument, SearchHit, validate_session_id
 from ..state import check_key, check_ttl
+from ._faces import Face, Faces
+from ._faces import reject_unknown_kwargs as _no_extra
 from ._langchain_filters import StorebridgeTranslator, to_filter
 from ._langchain_messages import LANGCHAIN_KEY, from_langchain, to_langchain
 
 T = TypeVar("T")
 
 
-def _run(operation: Coroutine[Any, Any, T]) -> T:
-    """Run an operation written as a coroutine over a *sync* face to its result, inline.
-
-    Its I/O calls are plain blocking calls, so it finishes on the first step without suspending: no event
-    loop, no thread, safe inside a running loop. (A suspension would mean an async call slipped into a
-    sync path, a bug; it is refused rather than blocked on.)"""
-    try:
-        operation.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    operation.close()
-    raise RuntimeError("internal error: a sync storebridge operation tried to suspend")
-
-
-class _Face:
-    """One face of a store, plus the embeddings, behind awaitable calls: the async face's coroutines are
-    awaited, the sync face's results are returned as they are."""
+class _Face(Face):
+    """One face of a store, plus the embeddings: the shared face with embedding calls of the same flavour."""
 
     def __init__(self, face: Any, embeddings: Embeddings | None, is_async: bool) -> None:
-        self.face = face
+        super().__init__(face, is_async)
         self.embeddings = embeddings
-        self.is_async = is_async
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.face, method)(*args, **kwargs)
-        return await result if self.is_async else result
 
     async def embed_query(self, text: str) -> list[float]:
         embeddings = self._embeddings()
@@ -93,39 +75,8 @@ class _Face:
         return self.embeddings
 
 
-class _Faces:
-    """Both faces of one store, each made on first use."""
-
-    def __init__(self, store: Any, embeddings: Embeddings | None = None) -> None:
-        if not (callable(getattr(store, "as_sync", None)) and callable(getattr(store, "as_async", None))):
-            raise ConfigurationError(
-                f"expected a storebridge store (with as_sync()/as_async()), got {type(store).__name__}"
-            )
-        self.store = store
-        self.embeddings = embeddings
-        self._sync: _Face | None = None
-        self._async: _Face | None = None
-
-    def get(self, is_async: bool) -> _Face:
-        if is_async:
-            if self._async is None:
-                self._async = _Face(self.store.as_async(), self.embeddings, True)
-            return self._async
-        if self._sync is None:
-            self._sync = _Face(self.store.as_sync(), self.embeddings, False)
-        return self._sync
-
-    def run(self, operation: Callable[[_Face], Coroutine[Any, Any, T]]) -> T:
-        return _run(operation(self.get(False)))
-
-    def arun(self, operation: Callable[[_Face], Coroutine[Any, Any, T]]) -> Awaitable[T]:
-        return operation(self.get(True))
-
-
-def _no_extra(kwargs: dict[str, Any], where: str) -> None:
-    """LangChain passes **kwargs everywhere; an option we do not know is a mistake, not something to drop."""
-    if kwargs:
-        raise TypeError(f"{where}() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+def _faces(store: Any, embeddings: Embeddings | None = None) -> Faces[_Face]:
+    return Faces(store, lambda face, is_async: _Face(face, embeddings, is_async))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,7 +146,7 @@ class StorebridgeVectorStore(VectorStore):
 
     def __init__(self, store: Any, embedding: Embeddings, collection_name: str = "langchain", *,
                  distance: Distance | str = Distance.COSINE) -> None:
-        self._faces = _Faces(store, embedding)
+        self._faces = _faces(store, embedding)
         self.store = store
         self.embedding = embedding
         self.collection_name = validate_collection_name(collection_name)
@@ -447,7 +398,7 @@ class StorebridgeChatMessageHistory(BaseChatMessageHistory):
     def __init__(self, store: Any, session_id: str, *, limit: int | None = None) -> None:
         super().__init__()
         check_limits(limit)
-        self._faces = _Faces(store)
+        self._faces = _faces(store)
         self.store = store
         self.session_id = validate_session_id(session_id)
         self.limit = limit
@@ -503,7 +454,7 @@ class StorebridgeByteStore(BaseStore[str, bytes]):
     def __init__(self, store: Any, *, key_prefix: str = "", ttl: float | None = None) -> None:
         if not isinstance(key_prefix, str) or "\x00" in key_prefix:
             raise ConfigurationError(f"key_prefix must be a string without NUL, got {key_prefix!r}")
-        self._faces = _Faces(store)
+        self._faces = _faces(store)
         self.store = store
         self.key_prefix = key_prefix
         self.ttl = check_ttl(ttl)

@@ -51,7 +51,8 @@ from ..errors import ConfigurationError, UnsupportedFilterError
 from ..filters import FilterLike, matcher, parse_filter
 from ..identifiers import validate_collection_name
 from ..models import KnowledgeDocument
-from .langchain import _Face, _Faces, _run
+from ._faces import Faces, run_inline
+from .langchain import _Face, _faces
 
 _INDEX_KEYS = frozenset({"dims", "embed", "fields"})
 
@@ -103,8 +104,8 @@ class StorebridgeLangGraphStore(BaseStore):
         if (knowledge is None) != (index is None):
             raise ConfigurationError("semantic search needs both knowledge= (a knowledge store) and index= "
                                      "({'dims': ..., 'embed': ..., 'fields': [...]}); pass both or neither")
-        self._state = _Faces(state)
-        self._knowledge: _Faces | None = None
+        self._state = _faces(state)
+        self._knowledge: Faces[_Face] | None = None
         self.collection = validate_collection_name(collection)
         self.key_prefix = key_prefix
         self.ttl_config = ttl
@@ -114,7 +115,7 @@ class StorebridgeLangGraphStore(BaseStore):
             unknown = sorted(set(index) - _INDEX_KEYS)
             if unknown:
                 raise ConfigurationError(f"unsupported index option(s) {unknown}; use {sorted(_INDEX_KEYS)}")
-            self._knowledge = _Faces(knowledge, ensure_embeddings(index.get("embed")))
+            self._knowledge = _faces(knowledge, ensure_embeddings(index.get("embed")))
             self._dims = int(index["dims"])
             self._fields = [self._field(path) for path in (index.get("fields") or ["$"])]
         self._collection_ready = False
@@ -283,7 +284,7 @@ class StorebridgeLangGraphStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run the operations in order, on the stores' sync faces."""
-        return _run(self._run_batch(ops, False))
+        return run_inline(self._run_batch(ops, False))
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run the operations in order, awaiting the stores' async faces."""

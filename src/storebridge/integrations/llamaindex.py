@@ -25,7 +25,7 @@ Importing this module imports ``llama_index.core``; ``import storebridge`` does 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -79,74 +79,13 @@ from ..models import (
     validate_session_id,
     validate_vector,
 )
+from ._faces import Face as _Face
+from ._faces import Faces
+from ._faces import reject_unknown_kwargs as _no_extra
 from ._llamaindex_filters import Translated, from_metadata_filters
 from ._llamaindex_messages import from_llamaindex, to_llamaindex
 
 T = TypeVar("T")
-
-
-def _run(operation: Coroutine[Any, Any, T]) -> T:
-    """Run an operation written as a coroutine over a *sync* face to its result, inline.
-
-    Its I/O calls are plain blocking calls, so it finishes on the first step without suspending: no event
-    loop, no thread, safe inside a running loop. (A suspension would mean an async call slipped into a
-    sync path, a bug; it is refused rather than blocked on.)"""
-    try:
-        operation.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    operation.close()
-    raise RuntimeError("internal error: a sync storebridge operation tried to suspend")
-
-
-class _Face:
-    """One face of a store behind awaitable calls: the async face's coroutines are awaited, the sync
-    face's results are returned as they are."""
-
-    def __init__(self, face: Any, is_async: bool) -> None:
-        self.face = face
-        self.is_async = is_async
-
-    @property
-    def capabilities(self) -> Any:
-        return self.face.capabilities
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.face, method)(*args, **kwargs)
-        return await result if self.is_async else result
-
-
-class _Faces:
-    """Both faces of one store, each made on first use (so code that only awaits never binds an async
-    store to the bridge's background loop)."""
-
-    def __init__(self, store: Any) -> None:
-        if not (callable(getattr(store, "as_sync", None)) and callable(getattr(store, "as_async", None))):
-            raise ConfigurationError(
-                f"expected a storebridge store (with as_sync()/as_async()), got {type(store).__name__}"
-            )
-        self.store = store
-        self._faces: dict[bool, _Face] = {}
-
-    def get(self, is_async: bool) -> _Face:
-        face = self._faces.get(is_async)
-        if face is None:
-            face = self._faces[is_async] = _Face(self.store.as_async() if is_async else self.store.as_sync(),
-                                                 is_async)
-        return face
-
-    def run(self, operation: Callable[[_Face], Coroutine[Any, Any, T]]) -> T:
-        return _run(operation(self.get(False)))
-
-    def arun(self, operation: Callable[[_Face], Coroutine[Any, Any, T]]) -> Awaitable[T]:
-        return operation(self.get(True))
-
-
-def _no_extra(kwargs: Mapping[str, Any], where: str, allowed: Iterable[str] = ()) -> None:
-    """LlamaIndex passes ``**kwargs`` everywhere; an option we do not know is a mistake, not something to drop."""
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(f"{where}() got unexpected keyword argument(s): {', '.join(unknown)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -309,13 +248,13 @@ class StorebridgeVectorStore(BasePydanticVectorStore):
     collection_name: str
     distance: str | None = None
 
-    _faces: _Faces = PrivateAttr()
+    _faces: Faces[_Face] = PrivateAttr()
 
     def __init__(self, store: Any, collection_name: str = "llamaindex", *,
                  distance: Distance | str | None = None) -> None:
         super().__init__(collection_name=validate_collection_name(collection_name),  # type: ignore[call-arg]
                          distance=None if distance is None else Distance.parse(distance).value)
-        self._faces = _Faces(store)
+        self._faces = Faces(store)
 
     @classmethod
     def class_name(cls) -> str:
@@ -578,11 +517,11 @@ class StorebridgeChatStore(BaseChatStore):
     keeps history in append order.
     """
 
-    _faces: _Faces = PrivateAttr()
+    _faces: Faces[_Face] = PrivateAttr()
 
     def __init__(self, store: Any) -> None:
         super().__init__()
-        self._faces = _Faces(store)
+        self._faces = Faces(store)
 
     @classmethod
     def class_name(cls) -> str:
@@ -690,11 +629,11 @@ class StorebridgeDBChatStore(AsyncDBChatStore):
     in both). ``delete_message(key, idx)`` takes a position in that whole history.
     """
 
-    _faces: _Faces = PrivateAttr()
+    _faces: Faces[_Face] = PrivateAttr()
 
     def __init__(self, store: Any) -> None:
         super().__init__()
-        self._faces = _Faces(store)
+        self._faces = Faces(store)
 
     @classmethod
     def class_name(cls) -> str:
@@ -806,7 +745,7 @@ class StorebridgeKVStore(BaseKVStore):
     def __init__(self, store: Any, *, prefix: str = "llamaindex/") -> None:
         if not isinstance(prefix, str):
             raise ConfigurationError(f"prefix must be a string, got {type(prefix).__name__}")
-        self._faces = _Faces(store)
+        self._faces: Faces[_Face] = Faces(store)
         self.prefix = prefix
 
     def __repr__(self) -> str:
