@@ -27,7 +27,6 @@ a float, and so is a stored integer beyond it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -36,7 +35,7 @@ from storebridge.errors import FilterError
 from storebridge.filters import And, Comparison, Filter, FilterLike, Not, Op, Or, is_number, parse_filter
 
 #: The encoder for the metadata column: keys unescaped (see above), compact, NaN/infinity refused.
-METADATA_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+from storebridge.vectors import METADATA_JSON
 
 _COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _NUMERIC = "('integer', 'real')"
