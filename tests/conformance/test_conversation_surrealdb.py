@@ -1,0 +1,32 @@
+"""The conversation conformance suite on ``surrealdb`` with the engines embedded in the client, so these
+cases run on every machine and never skip for want of an engine:
+
+* ``mem``: one in-memory engine per test, shared by every store object through ``connection=`` (an
+  in-memory engine is private to its connection); the data outlives each store object, so the resume
+  case runs too.
+* ``surrealkv``: an on-disk engine in the test's temporary directory, through a ``surrealkv:///`` URL.
+
+SurrealDB servers (``surrealdb://``, ``+ws``, ``+wss``, ``+http``) are not exercised here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storebridge.testing import ConversationStoreSuite, StoreFactory
+
+
+class TestSurrealDBConversation(ConversationStoreSuite):
+    @pytest.fixture(params=["mem", "surrealkv"])
+    def store_factory(self, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+        from storebridge.adapters.surrealdb import SurrealDBConversationStore
+
+        if request.param == "mem":
+            import surrealdb
+
+            conn = surrealdb.Surreal("mem://")
+            conn.connect()
+            request.addfinalizer(conn.close)
+            return lambda: SurrealDBConversationStore(connection=conn)
+        return lambda: SurrealDBConversationStore(f"surrealkv:///{tmp_path}/kv", namespace="test", database="conv")
