@@ -1,0 +1,5 @@
+"""Qdrant backends (``storebridge[qdrant]``): the knowledge store."""
+
+from .knowledge import QdrantKnowledgeStore
+
+__all__ = ["QdrantKnowledgeStore"]
