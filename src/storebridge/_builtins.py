@@ -27,7 +27,7 @@ _k, _c, _s = _declare("knowledge"), _declare("conversation"), _declare("state")
 KNOWLEDGE = [
     _k("sqlite", f"{A}.sqlite.knowledge:SQLiteKnowledgeStore", extra="sqlite", schemes=("sqlite", "file"),
        description="embedded default: SQLite file, exact numpy search"),
-    _k("chroma", None, extra="chroma", requires=("chromadb",), aliases=("chromadb",),
+    _k("chroma", f"{A}.chroma.knowledge:ChromaKnowledgeStore", extra="chroma", requires=("chromadb",), aliases=("chromadb",),
        schemes=("chroma", "chroma+http", "chroma+https", "chroma+local")),
     _k("qdrant", f"{A}.qdrant.knowledge:QdrantKnowledgeStore", extra="qdrant", requires=("qdrant_client",),
        schemes=("qdrant", "qdrant+http", "qdrant+https", "qdrant+local")),
@@ -35,7 +35,7 @@ KNOWLEDGE = [
     _k("weaviate", None, extra="weaviate", requires=("weaviate",),
        schemes=("weaviate", "weaviate+http", "weaviate+https")),
     _k("lancedb", f"{A}.lancedb.knowledge:LanceDBKnowledgeStore", extra="lancedb", requires=("lancedb",), schemes=("lancedb", "lance")),
-    _k("milvus", None, extra="milvus", requires=("pymilvus",), schemes=("milvus", "milvus+lite", "milvus+http")),
+    _k("milvus", f"{A}.milvus.knowledge:MilvusKnowledgeStore", extra="milvus", requires=("pymilvus",), schemes=("milvus", "milvus+lite", "milvus+http", "milvus+https")),
     _k("pgvector", None, extra="pgvector", requires=("psycopg",), schemes=("pgvector", "postgresql+pgvector")),
     _k("redis", None, extra="redis", requires=("redis",), schemes=("redis", "rediss")),
     _k("cassandra", None, extra="cassandra", requires=("cassandra",), schemes=("cassandra",)),
