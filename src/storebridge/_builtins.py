@@ -36,7 +36,7 @@ KNOWLEDGE = [
        schemes=("weaviate", "weaviate+http", "weaviate+https")),
     _k("lancedb", f"{A}.lancedb.knowledge:LanceDBKnowledgeStore", extra="lancedb", requires=("lancedb",), schemes=("lancedb", "lance")),
     _k("milvus", f"{A}.milvus.knowledge:MilvusKnowledgeStore", extra="milvus", requires=("pymilvus",), schemes=("milvus", "milvus+lite", "milvus+http", "milvus+https")),
-    _k("pgvector", None, extra="pgvector", requires=("psycopg",), schemes=("pgvector", "postgresql+pgvector")),
+    _k("pgvector", f"{A}.pgvector.knowledge:PgVectorKnowledgeStore", extra="pgvector", requires=("psycopg", "psycopg_pool"), schemes=("pgvector", "postgresql+pgvector")),
     _k("redis", None, extra="redis", requires=("redis",), schemes=("redis", "rediss")),
     _k("cassandra", None, extra="cassandra", requires=("cassandra",), schemes=("cassandra",)),
     _k("clickhouse", None, extra="clickhouse", requires=("chdb",),
