@@ -11,7 +11,6 @@ Item layout (one table, shared by every namespace)::
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,8 +21,9 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from storebridge.errors import ConfigurationError, InvalidIdentifierError, ValidationError
-from storebridge.state import check_key, decode_value, encode_value
-from storebridge.urls import parse_url
+from storebridge.state import check_key, check_keys, decode_value, encode_value
+from storebridge.state import incremented as add_amount
+from storebridge.urls import merge_url_option, parse_url
 
 DEFAULT_TABLE = "storebridge_state"
 PARTITION_PREFIX = "ns:"
@@ -39,7 +39,6 @@ BATCH_GET_LIMIT = 100
 _TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _URL_OPTIONS = frozenset({"endpoint_url", "namespace", "create_table"})
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
-_GLOB_CHARS = "*?["
 
 # -- expressions ---------------------------------------------------------------------------------------
 
@@ -66,15 +65,6 @@ class DynamoDBOptions:
     endpoint_url: str | None
     namespace: str
     create_table: bool
-
-
-def _one_of(option: str, argument: Any, from_url: Any) -> Any:
-    if argument is not None and from_url is not None and argument != from_url:
-        raise ConfigurationError(
-            f"{option} is given twice with different values: {argument!r} as an argument and "
-            f"{from_url!r} in the URL; give it once"
-        )
-    return argument if argument is not None else from_url
 
 
 def _flag(name: str, text: str) -> bool:
@@ -121,13 +111,13 @@ def resolve_options(url: str | None, *, table: str | None, region: str | None, e
         }
         if from_url["table"] is not None and "/" in from_url["table"]:
             raise InvalidIdentifierError(f"invalid DynamoDB table name {from_url['table']!r} in {parsed}")
-    table_name = _one_of("table", table, from_url.get("table")) or DEFAULT_TABLE
-    create = _one_of("create_table", create_table, from_url.get("create_table"))
+    table_name = merge_url_option("table", table, from_url.get("table")) or DEFAULT_TABLE
+    create = merge_url_option("create_table", create_table, from_url.get("create_table"))
     return DynamoDBOptions(
         table=check_table_name(table_name),
-        region=_one_of("region", region, from_url.get("region")),
-        endpoint_url=_one_of("endpoint_url", endpoint_url, from_url.get("endpoint_url")),
-        namespace=_one_of("namespace", namespace or None, from_url.get("namespace") or None) or "",
+        region=merge_url_option("region", region, from_url.get("region")),
+        endpoint_url=merge_url_option("endpoint_url", endpoint_url, from_url.get("endpoint_url")),
+        namespace=merge_url_option("namespace", namespace or None, from_url.get("namespace") or None) or "",
         create_table=True if create is None else bool(create),
     )
 
@@ -136,12 +126,8 @@ def resolve_options(url: str | None, *, table: str | None, region: str | None, e
 
 
 def check_item_key(key: Any) -> str:
-    """A user key DynamoDB can hold as a sort key: valid UTF-8, at most 1024 bytes."""
-    key = check_key(key)
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(f"state key {key!r} is not valid Unicode (it contains a lone surrogate)") from None
+    """A user key DynamoDB can hold as a sort key: valid UTF-8 (see ``check_key``), at most 1024 bytes."""
+    size = len(check_key(key).encode("utf-8"))
     if size > MAX_SORT_KEY_BYTES:
         raise ValidationError(f"DynamoDB state keys are at most {MAX_SORT_KEY_BYTES} bytes of UTF-8, got {size}")
     return key
@@ -150,9 +136,7 @@ def check_item_key(key: Any) -> str:
 def key_list(keys: Iterable[str]) -> list[str]:
     """Validated, de-duplicated keys in first-seen order (BatchGetItem refuses duplicates). A bare
     string is refused: iterating it would treat each character as a key."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__} {keys!r}")
-    return list(dict.fromkeys(check_item_key(key) for key in keys))
+    return [check_item_key(key) for key in check_keys(keys)]
 
 
 def check_text(text: Any, what: str) -> str:
@@ -218,19 +202,6 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # -- keys() ---------------------------------------------------------------------------------------------
 
 
-def literal_prefix(pattern: str) -> str:
-    """The part of a glob before its first wildcard: every match starts with it."""
-    end = next((i for i, char in enumerate(pattern) if char in _GLOB_CHARS), len(pattern))
-    return pattern[:end]
-
-
-def query_prefix(pattern: str | None, prefix: str | None) -> str:
-    """The longest prefix every key matching ``pattern`` and ``prefix`` must start with, for the
-    Query's ``begins_with`` (the glob itself is then checked with ``key_matches``)."""
-    bounds = [p for p in (prefix, literal_prefix(pattern) if pattern is not None else None) if p]
-    return max(bounds, key=len, default="")
-
-
 def key_condition(namespace: str, prefix: str) -> tuple[str, dict[str, Any]]:
     """``KeyConditionExpression`` and its values for one namespace's keys starting with ``prefix``."""
     if not prefix:
@@ -242,19 +213,9 @@ def key_condition(namespace: str, prefix: str) -> tuple[str, dict[str, Any]]:
 
 
 def incremented(key: str, stored: bytes | None, amount: float) -> tuple[int | float, bytes]:
-    """The new value and its encoding: a missing key counts as 0; int + int stays int, anything with a
-    float is a float (as Python does); bools and non-numbers are refused, as is a float overflow."""
-    current = 0 if stored is None else decode_value(stored)
-    if isinstance(current, bool) or not isinstance(current, (int, float)):
-        raise ValidationError(
-            f"cannot increment state key {key!r}: its value is a {type(current).__name__}, not a number"
-        )
-    try:
-        result = current + amount
-    except OverflowError:
-        result = math.inf
-    if isinstance(result, float) and not math.isfinite(result):
-        raise ValidationError(f"incrementing state key {key!r} by {amount!r} overflows a float")
+    """The new value (by the core's rules, :func:`storebridge.state.incremented`; a missing key, None,
+    counts as 0) and its encoding."""
+    result = add_amount(key, 0 if stored is None else decode_value(stored), amount)
     return result, encode_value(result)
 
 
@@ -312,7 +273,6 @@ __all__ = [
     "key_condition",
     "key_list",
     "new_item",
-    "query_prefix",
     "remaining_ttl",
     "resolve_options",
 ]

@@ -60,6 +60,7 @@ from storebridge.state import (
     decode_value,
     encode_value,
     key_matches,
+    scan_prefix,
 )
 from storebridge.urls import mask_secrets
 
@@ -84,7 +85,6 @@ from ._items import (
     key_condition,
     key_list,
     new_item,
-    query_prefix,
     remaining_ttl,
     resolve_options,
     stored_bytes,
@@ -462,7 +462,7 @@ class DynamoDBStateStore(StateStore):
         if prefix is not None:
             check_text(prefix, "key prefix")
         with self._errors("keys"):
-            found = [item["k"] for item in self._query(query_prefix(pattern, prefix), "#k", live_only=True)]
+            found = [item["k"] for item in self._query(scan_prefix(pattern, prefix), "#k", live_only=True)]
         return sorted(key for key in found if key_matches(key, pattern, prefix))
 
     def ttl(self, key: str) -> float | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import math
 import re
 from typing import Any
 
@@ -102,32 +101,6 @@ def stored_body(value: Any, document: str) -> bytes:
     raise OperationFailedError(f"Firestore document {document!r} has no readable value (field {FIELD_VALUE!r})")
 
 
-def incremented(key: str, current: Any, amount: float) -> int | float:
-    """``current + amount`` with the reference stores' type rules (ints stay ints, bools are not numbers)."""
-    if isinstance(current, bool) or not isinstance(current, (int, float)):
-        raise ValidationError(f"cannot increment state key {key!r}: its value is a {type(current).__name__}, "
-                              "not a number")
-    try:
-        result = current + amount
-    except OverflowError:
-        result = math.inf
-    if isinstance(result, float) and not math.isfinite(result):
-        raise ValidationError(f"incrementing state key {key!r} by {amount!r} overflows a float")
-    return result
-
-
-def literal_prefix(pattern: str) -> str:
-    """The part of a glob before its first wildcard: every match starts with it."""
-    end = next((i for i, char in enumerate(pattern) if char in "*?["), len(pattern))
-    return pattern[:end]
-
-
-def narrowing_prefix(pattern: str | None, prefix: str | None) -> str:
-    """The longest prefix every key matching ``keys(pattern, prefix=)`` must have."""
-    bounds = [p for p in (prefix, literal_prefix(pattern) if pattern is not None else None) if p]
-    return max(bounds, key=len, default="")
-
-
 def successor(prefix: str) -> str | None:
     """The smallest string above every string starting with ``prefix`` (None: no upper bound).
 
@@ -175,9 +148,6 @@ __all__ = [
     "document_id",
     "escape",
     "from_timestamp",
-    "incremented",
-    "literal_prefix",
-    "narrowing_prefix",
     "options_from_url",
     "stored_body",
     "successor",

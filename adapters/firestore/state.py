@@ -55,13 +55,16 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
+    incremented,
     key_matches,
+    scan_prefix,
 )
-from storebridge.urls import StoreURL, mask_secrets
+from storebridge.urls import StoreURL, mask_secrets, merge_url_option
 
 from ._layout import (
     DEFAULT_COLLECTION,
@@ -72,8 +75,6 @@ from ._layout import (
     document_fields,
     document_id,
     from_timestamp,
-    incremented,
-    narrowing_prefix,
     options_from_url,
     stored_body,
     successor,
@@ -148,13 +149,6 @@ def _matching_key(snapshot: Any, now: float, pattern: str | None, prefix: str | 
     return key if isinstance(key, str) and live and key_matches(key, pattern, prefix) else None
 
 
-def _key_list(keys: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated keys; a lone string is refused (it would iterate as characters)."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__}; wrap it in a list")
-    return list(dict.fromkeys(check_key(key) for key in keys))
-
-
 def _chunks(items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -173,14 +167,6 @@ def _write_batches(rows: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[
         size += row_size
     if batch:
         yield batch
-
-
-def _one_of(option: str, from_argument: Any, from_url: Any) -> Any:
-    """The option's value, given as an argument or in the URL; both and different is an error."""
-    if from_argument is not None and from_url is not None and from_argument != from_url:
-        raise ConfigurationError(f"{option} is given twice with different values: {from_argument!r} as an "
-                                 f"argument and {from_url!r} in the URL; give it once")
-    return from_argument if from_argument is not None else from_url
 
 
 def _positive(value: Any, option: str) -> float:
@@ -254,12 +240,12 @@ class _FirestoreConfig:
                    conflict_timeout: float) -> tuple[str | None, str | None]:
         """Validate every option; returns ``(project, database)`` for building a client."""
         from_url = options_from_url(url) if url is not None else {}
-        self.namespace = check_namespace(_one_of("namespace", namespace or None, from_url.get("namespace")) or "")
+        self.namespace = check_namespace(merge_url_option("namespace", namespace or None, from_url.get("namespace")) or "")
         self.collection = validate_collection(
-            _one_of("collection", collection, from_url.get("collection")) or DEFAULT_COLLECTION
+            merge_url_option("collection", collection, from_url.get("collection")) or DEFAULT_COLLECTION
         )
-        project = _one_of("project", project, from_url.get("project"))
-        database = _one_of("database", database, from_url.get("database"))
+        project = merge_url_option("project", project, from_url.get("project"))
+        database = merge_url_option("database", database, from_url.get("database"))
         if client is not None and (project is not None or database is not None):
             raise ConfigurationError("give either client= or project=/database= (the client already has its own)")
         self.timeout = _positive(timeout, "timeout")
@@ -315,7 +301,7 @@ class _FirestoreConfig:
         _check_text(pattern, "key pattern")
         _check_text(prefix, "key prefix")
         self._check_open()
-        return self._page_query(narrowing_prefix(pattern, prefix), [FIELD_KEY, FIELD_EXPIRES_AT])
+        return self._page_query(scan_prefix(pattern, prefix), [FIELD_KEY, FIELD_EXPIRES_AT])
 
     def _lock_stripe(self, ref: Any) -> int:
         return _stripe(self.project, self.database, self.collection, ref.id)
@@ -430,7 +416,7 @@ class FirestoreStateStore(_FirestoreConfig, StateStore):
         return found[key] if found else default
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        refs = {key: self._ref(key) for key in _key_list(keys)}
+        refs = {key: self._ref(key) for key in check_keys(keys)}
         self._check_open()
         versions: dict[str, _Version | None] = {}
         for chunk in _chunks(list(refs.values())):
@@ -464,7 +450,7 @@ class FirestoreStateStore(_FirestoreConfig, StateStore):
         return self.delete_many([key]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        refs = [self._ref(key) for key in _key_list(keys)]
+        refs = [self._ref(key) for key in check_keys(keys)]
         self._check_open()
 
         @firestore.transactional
@@ -637,7 +623,7 @@ class AsyncFirestoreStateStore(_FirestoreConfig, AsyncStateStore):
         return found[key] if found else default
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        refs = {key: self._ref(key) for key in _key_list(keys)}
+        refs = {key: self._ref(key) for key in check_keys(keys)}
         self._check_open()
         versions: dict[str, _Version | None] = {}
         for chunk in _chunks(list(refs.values())):
@@ -671,7 +657,7 @@ class AsyncFirestoreStateStore(_FirestoreConfig, AsyncStateStore):
         return await self.delete_many([key]) == 1
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        refs = [self._ref(key) for key in _key_list(keys)]
+        refs = [self._ref(key) for key in check_keys(keys)]
         self._check_open()
 
         @firestore.async_transactional

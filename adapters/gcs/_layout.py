@@ -176,26 +176,12 @@ def options_from_url(url: str | StoreURL) -> dict[str, Any]:
     return {"bucket": parsed.host, "prefix": parsed.path or None, **parsed.query}
 
 
-def literal_prefix(pattern: str) -> str:
-    """The part of a glob before its first wildcard: every match starts with it."""
-    end = next((i for i, char in enumerate(pattern) if char in "*?["), len(pattern))
-    return pattern[:end]
-
-
-def narrowing_prefix(pattern: str | None, prefix: str | None) -> str:
-    """The longest prefix every key matching ``keys(pattern, prefix=)`` must have."""
-    bounds = [p for p in (prefix, literal_prefix(pattern) if pattern is not None else None) if p]
-    return max(bounds, key=len, default="")
-
-
 __all__ = [
     "META_EXPIRES_AT",
     "META_KEY",
     "META_WRITE_ID",
     "ObjectLayout",
     "escape",
-    "literal_prefix",
-    "narrowing_prefix",
     "normalise_prefix",
     "options_from_url",
     "unescape",

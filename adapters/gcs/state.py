@@ -59,20 +59,22 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
+    incremented,
     key_matches,
+    scan_prefix,
 )
-from storebridge.urls import StoreURL, mask_secrets
+from storebridge.urls import StoreURL, mask_secrets, merge_url_option
 
 from ._layout import (
     META_EXPIRES_AT,
     META_KEY,
     META_WRITE_ID,
     ObjectLayout,
-    narrowing_prefix,
     normalise_prefix,
     options_from_url,
     utf8,
@@ -158,35 +160,6 @@ def expires_at_from(metadata: Mapping[str, Any] | None, name: str) -> float | No
     return value
 
 
-def incremented(key: str, current: Any, amount: float) -> int | float:
-    """``current + amount`` with the reference stores' type rules (ints stay ints, bools are not numbers)."""
-    if isinstance(current, bool) or not isinstance(current, (int, float)):
-        raise ValidationError(f"cannot increment state key {key!r}: its value is a {type(current).__name__}, "
-                              "not a number")
-    try:
-        result = current + amount
-    except OverflowError:
-        result = math.inf
-    if isinstance(result, float) and not math.isfinite(result):
-        raise ValidationError(f"incrementing state key {key!r} by {amount!r} overflows a float")
-    return result
-
-
-def _key_list(keys: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated keys; a lone string is refused (it would iterate as characters)."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__}; wrap it in a list")
-    return list(dict.fromkeys(check_key(key) for key in keys))
-
-
-def _one_of(option: str, from_argument: Any, from_url: Any) -> Any:
-    """The option's value, given as an argument or in the URL; both and different is an error."""
-    if from_argument is not None and from_url is not None and from_argument != from_url:
-        raise ConfigurationError(f"{option} is given twice with different values: {from_argument!r} as an "
-                                 f"argument and {from_url!r} in the URL; give it once")
-    return from_argument if from_argument is not None else from_url
-
-
 def _positive(value: Any, option: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{option} must be a positive number of seconds, got {value!r}")
@@ -210,15 +183,15 @@ class GCSStateStore(StateStore):
                  client: storage.Client | None = None, timeout: float = 60.0, conflict_timeout: float = 60.0,
                  max_workers: int = 16) -> None:
         from_url = options_from_url(url) if url is not None else {}
-        self.namespace = check_namespace(_one_of("namespace", namespace or None, from_url.get("namespace")) or "")
-        bucket_name = _one_of("bucket", bucket, from_url.get("bucket"))
+        self.namespace = check_namespace(merge_url_option("namespace", namespace or None, from_url.get("namespace")) or "")
+        bucket_name = merge_url_option("bucket", bucket, from_url.get("bucket"))
         if bucket_name is None:
             raise ConfigurationError("the GCS state store needs a bucket: gs://<bucket>/<prefix> or bucket=")
         self.bucket_name = validate_bucket(bucket_name)
-        self.prefix = _one_of("prefix", normalise_prefix(prefix) or None,
+        self.prefix = merge_url_option("prefix", normalise_prefix(prefix) or None,
                               normalise_prefix(from_url.get("prefix")) or None) or ""
-        project = _one_of("project", project, from_url.get("project"))
-        endpoint = _one_of("endpoint", endpoint, from_url.get("endpoint"))
+        project = merge_url_option("project", project, from_url.get("project"))
+        endpoint = merge_url_option("endpoint", endpoint, from_url.get("endpoint"))
         if client is not None and (project is not None or endpoint is not None):
             raise ConfigurationError("give either client= or project=/endpoint= (the client already has its own)")
         self.timeout = _positive(timeout, "timeout")
@@ -255,7 +228,7 @@ class GCSStateStore(StateStore):
         return default if value is _MISSING else value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = _key_list(keys)
+        wanted = check_keys(keys)
         self._check_open()
         values = self._map(self._get_one, wanted)
         return {key: value for key, value in zip(wanted, values) if value is not _MISSING}
@@ -292,7 +265,7 @@ class GCSStateStore(StateStore):
         return self.delete_many([key]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = _key_list(keys)
+        doomed = check_keys(keys)
         names = [self._name(key) for key in doomed]
         self._check_open()
         return sum(self._map(self._delete_one, names))
@@ -306,7 +279,7 @@ class GCSStateStore(StateStore):
         self._check_open()
         now = time.time()
         found: set[str] = set()
-        for listing_prefix in self._layout.listing_prefixes(narrowing_prefix(pattern, prefix)):
+        for listing_prefix in self._layout.listing_prefixes(scan_prefix(pattern, prefix)):
             for name, metadata in self._list(listing_prefix):
                 key = self._layout.key_from(name, metadata)
                 expires_at = expires_at_from(metadata, name)

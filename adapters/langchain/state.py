@@ -29,10 +29,12 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
+    incremented,
     key_matches,
 )
 
@@ -50,12 +52,6 @@ def _lock_for(store: Any) -> threading.RLock:
             return lock
         except TypeError:  # not weak-referenceable: a lock of its own (atomic within this store object)
             return threading.RLock()
-
-
-def _check_keys(keys: Iterable[str]) -> list[str]:
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__}; wrap it in a list")
-    return [check_key(key) for key in keys]
 
 
 class LangChainStateStore(StateStore):
@@ -140,7 +136,7 @@ class LangChainStateStore(StateStore):
         return check_key(key) in self._read([key])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = list(dict.fromkeys(_check_keys(keys)))
+        wanted = check_keys(keys)
         return {key: decode_value(value) for key, (value, _) in self._read(wanted).items()}
 
     def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
@@ -172,7 +168,7 @@ class LangChainStateStore(StateStore):
         return self.delete_many([check_key(key)]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = list(dict.fromkeys(_check_keys(keys)))
+        doomed = check_keys(keys)
         with self._lock:
             live = self._read(doomed)
             if live:
@@ -193,16 +189,7 @@ class LangChainStateStore(StateStore):
         key, amount = check_key(key), check_amount(amount)
         with self._lock:
             found = self._read([key])
-            current = decode_value(found[key][0]) if key in found else 0
-            if isinstance(current, bool) or not isinstance(current, (int, float)):
-                raise ValidationError(f"cannot increment key {key!r}: its value is {type(current).__name__}, "
-                                      "not a number")
-            try:
-                result = current + amount
-            except OverflowError:
-                raise ValidationError(f"incrementing key {key!r} by {amount!r} overflows a float") from None
-            if isinstance(result, float) and result in (float("inf"), float("-inf")):
-                raise ValidationError(f"incrementing key {key!r} by {amount!r} overflows a float")
+            result = incremented(key, decode_value(found[key][0]) if key in found else 0, amount)
             if key in found and found[key][1] is not None:
                 self.store.mset([(self._value_key(key), encode_value(result))])  # keeps the sidecar TTL
             else:

@@ -12,7 +12,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import math
 import os
 import tempfile
 import threading
@@ -32,13 +31,15 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
+    incremented,
     key_matches,
 )
-from storebridge.urls import StoreURL, parse_url
+from storebridge.urls import StoreURL, merge_url_option, parse_url
 
 SNAPSHOT_FORMAT = "storebridge.memory.state"
 SNAPSHOT_VERSION = 1
@@ -109,8 +110,8 @@ class MemoryStateStore(StateStore):
     def __init__(self, url: str | StoreURL | None = None, *, namespace: str = "",
                  snapshot_path: str | os.PathLike[str] | None = None, data: MemoryBacking | None = None) -> None:
         url_namespace, url_snapshot_path = _options_from_url(url) if url is not None else ("", None)
-        self.namespace = check_namespace(_one_of("namespace", namespace or None, url_namespace or None) or "")
-        snapshot_path = _one_of("snapshot_path", _abspath(snapshot_path), _abspath(url_snapshot_path))
+        self.namespace = check_namespace(merge_url_option("namespace", namespace or None, url_namespace or None) or "")
+        snapshot_path = merge_url_option("snapshot_path", _abspath(snapshot_path), _abspath(url_snapshot_path))
         if data is None:
             data = MemoryBacking(snapshot_path)
         elif not isinstance(data, MemoryBacking):
@@ -150,7 +151,7 @@ class MemoryStateStore(StateStore):
             return _live_entry(entries, key, time.monotonic()) is not None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = _check_keys(keys)
+        wanted = check_keys(keys)
         with self._locked_entries() as entries:
             now = time.monotonic()
             found = {key: entry.value for key in wanted if (entry := _live_entry(entries, key, now)) is not None}
@@ -190,7 +191,7 @@ class MemoryStateStore(StateStore):
         return self.delete_many([check_key(key)]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = _check_keys(keys)
+        doomed = check_keys(keys)
         with self._locked_entries() as entries:
             now = time.monotonic()
             removed = 0
@@ -215,16 +216,7 @@ class MemoryStateStore(StateStore):
         amount = check_amount(amount)
         with self._locked_entries() as entries:
             entry = _live_entry(entries, key, time.monotonic())
-            current = 0 if entry is None else decode_value(entry.value)
-            if isinstance(current, bool) or not isinstance(current, (int, float)):
-                raise ValidationError(f"cannot increment key {key!r}: its value is {type(current).__name__}, "
-                                      "not a number")
-            try:
-                result = current + amount  # int only when both are ints, as Python does
-            except OverflowError:
-                result = math.inf
-            if isinstance(result, float) and not math.isfinite(result):
-                raise ValidationError(f"incrementing key {key!r} by {amount!r} overflows a float")
+            result = incremented(key, 0 if entry is None else decode_value(entry.value), amount)
             stored = encode_value(result)
             if entry is None:
                 entries[key] = _Entry(stored)
@@ -302,13 +294,6 @@ def _purge_expired(entries: dict[str, _Entry], now: float) -> None:
         del entries[key]
 
 
-def _check_keys(keys: Iterable[str]) -> list[str]:
-    """Validate a batch of keys, rejecting a lone string (which would otherwise iterate as characters)."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__}; wrap it in a list")
-    return [check_key(key) for key in keys]
-
-
 # -- configuration --------------------------------------------------------------------------------------
 
 
@@ -327,14 +312,6 @@ def _options_from_url(url: str | StoreURL) -> tuple[str, str | None]:
             f"unknown memory URL option(s) {', '.join(unknown)}; supported: {', '.join(sorted(_URL_PARAMS))}"
         )
     return parsed.query.get("namespace", ""), parsed.file_path or None
-
-
-def _one_of(option: str, from_argument: Any, from_url: Any) -> Any:
-    """The option's value, given as an argument or in the URL; both and different is an error."""
-    if from_argument is not None and from_url is not None and from_argument != from_url:
-        raise ConfigurationError(f"{option} is given twice with different values: {from_argument!r} as an "
-                                 f"argument and {from_url!r} in the URL; give it once")
-    return from_argument if from_argument is not None else from_url
 
 
 def _abspath(path: str | os.PathLike[str] | None) -> str | None:

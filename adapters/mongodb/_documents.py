@@ -12,10 +12,9 @@ Document layout (one collection, shared by every namespace)::
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -33,8 +32,9 @@ from storebridge.errors import (
     StorebridgeError,
     ValidationError,
 )
-from storebridge.state import check_key, check_ttl, decode_value, encode_value
-from storebridge.urls import mask_secrets
+from storebridge.state import check_key, check_ttl, decode_value, encode_value, scan_prefix
+from storebridge.state import incremented as add_amount
+from storebridge.urls import mask_secrets, merge_url_option
 
 DEFAULT_URI = "mongodb://localhost:27017"
 DEFAULT_DATABASE = "storebridge"
@@ -59,7 +59,6 @@ CHUNK = 1000
 #: BSON's document limit, less room for the other fields.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _DATABASE_FORBIDDEN = re.compile(r'[/\\. "$*<>:|?\x00]')
-_GLOB_CHARS = "*?["
 
 
 # -- options --------------------------------------------------------------------------------------------
@@ -83,15 +82,6 @@ class MongoOptions:
 
 _URI_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<netloc>[^/?#]*)(?P<path>/[^?#]*)?"
                      r"(?:\?(?P<query>[^#]*))?$")
-
-
-def _one_of(option: str, argument: str | None, from_url: str | None) -> str | None:
-    if argument is not None and from_url is not None and argument != from_url:
-        raise ConfigurationError(
-            f"{option} is given twice with different values: {argument!r} as an argument and {from_url!r} in "
-            "the URL; give it once"
-        )
-    return argument if argument is not None else from_url
 
 
 def split_uri(url: str) -> tuple[str, str, str, list[tuple[str, str]]]:
@@ -137,9 +127,9 @@ def resolve_options(url: str | None, *, database: str | None, collection: str | 
     driver_uri = f"{DRIVER_SCHEMES[scheme]}://{netloc}{path}" + (f"?{driver_query}" if driver_query else "")
     return MongoOptions(
         driver_uri=driver_uri,
-        database=check_database_name(_one_of("database", database, url_database or None) or DEFAULT_DATABASE),
-        collection=check_collection_name(_one_of("collection", collection, ours.get("collection")) or DEFAULT_COLLECTION),
-        namespace=_one_of("namespace", namespace or None, ours.get("namespace") or None) or "",
+        database=check_database_name(merge_url_option("database", database, url_database or None) or DEFAULT_DATABASE),
+        collection=check_collection_name(merge_url_option("collection", collection, ours.get("collection")) or DEFAULT_COLLECTION),
+        namespace=merge_url_option("namespace", namespace or None, ours.get("namespace") or None) or "",
         hosts=hosts,
         password=password,
     )
@@ -176,18 +166,6 @@ def check_text(text: Any, what: str) -> str:
     except UnicodeEncodeError:
         raise ValidationError(f"{what} {text!r} is not valid Unicode (it contains a lone surrogate)") from None
     return text
-
-
-def check_doc_key(key: Any) -> str:
-    return check_text(check_key(key), "state key")
-
-
-def key_list(keys: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated keys in first-seen order; a bare string is refused (it would iterate
-    as characters)."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__} {keys!r}")
-    return list(dict.fromkeys(check_doc_key(key) for key in keys))
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
@@ -230,7 +208,7 @@ def document(namespace: str, key: str, encoded: bytes, expiry: datetime | None) 
 def replace_ops(namespace: str, items: Mapping[str, Any], expiry: datetime | None) -> list[ReplaceOne]:
     """Upserts of whole documents (a replace drops any old TTL); everything is encoded first, so a
     bad value means nothing is written."""
-    docs = [document(namespace, check_doc_key(key), encode_value(value), expiry) for key, value in items.items()]
+    docs = [document(namespace, check_key(key), encode_value(value), expiry) for key, value in items.items()]
     return [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs]
 
 
@@ -271,16 +249,10 @@ def prefix_regex(prefix: str) -> str:
     return "^" + re.escape(prefix)
 
 
-def literal_prefix(pattern: str) -> str:
-    end = next((i for i, char in enumerate(pattern) if char in _GLOB_CHARS), len(pattern))
-    return pattern[:end]
-
-
 def keys_filter(namespace: str, pattern: str | None, prefix: str | None, now: datetime) -> dict[str, Any]:
     """Live keys of the namespace, narrowed by the longest prefix every match must have; the glob
     itself is checked afterwards with ``key_matches`` (one definition for every store)."""
-    bounds = [p for p in (prefix, literal_prefix(pattern) if pattern is not None else None) if p]
-    narrowed = max(bounds, key=len, default="")
+    narrowed = scan_prefix(pattern, prefix)
     query: dict[str, Any] = {"ns": namespace, **live(now)}
     if narrowed:
         query["k"] = {"$regex": prefix_regex(narrowed)}
@@ -306,19 +278,9 @@ class IncrementPlan:
 
 
 def incremented(key: str, stored: bytes | None, amount: float) -> tuple[int | float, bytes]:
-    """A missing key counts as 0; int + int stays int, a float makes a float (as Python does); bools
-    and non-numbers are refused, as is a float overflow."""
-    current = 0 if stored is None else decode_value(stored)
-    if isinstance(current, bool) or not isinstance(current, (int, float)):
-        raise ValidationError(
-            f"cannot increment state key {key!r}: its value is a {type(current).__name__}, not a number"
-        )
-    try:
-        result = current + amount
-    except OverflowError:
-        result = math.inf
-    if isinstance(result, float) and not math.isfinite(result):
-        raise ValidationError(f"incrementing state key {key!r} by {amount!r} overflows a float")
+    """The new value (by the core's rules, :func:`storebridge.state.incremented`; a missing key, None,
+    counts as 0) and its encoding."""
+    result = add_amount(key, 0 if stored is None else decode_value(stored), amount)
     return result, encode_value(result)
 
 
@@ -381,7 +343,6 @@ __all__ = [
     "IncrementPlan",
     "MongoOptions",
     "backoff_delay",
-    "check_doc_key",
     "document",
     "expire_update",
     "expires_at",

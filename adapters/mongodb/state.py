@@ -45,6 +45,8 @@ from storebridge.state import (
     StateCapabilities,
     StateStore,
     check_amount,
+    check_key,
+    check_keys,
     check_namespace,
     decode_value,
     encode_value,
@@ -58,14 +60,12 @@ from ._documents import (
     MongoOptions,
     PyMongoError,
     backoff_delay,
-    check_doc_key,
     check_text,
     chunks,
     doc_id,
     document,
     expire_update,
     expires_at,
-    key_list,
     keys_filter,
     live,
     live_key_filter,
@@ -180,28 +180,28 @@ class MongoDBStateStore(_MongoStateBase, StateStore):
     # -- the interface --------------------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._op("get") as coll:
             doc = coll.find_one(live_key_filter(self.namespace, key, utc_now()), {"v": 1})
         return default if doc is None else decode_value(stored_bytes(doc))
 
     def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
-        doc = document(self.namespace, check_doc_key(key), encode_value(value), expires_at(ttl, utc_now()))
+        doc = document(self.namespace, check_key(key), encode_value(value), expires_at(ttl, utc_now()))
         with self._op("set") as coll:
             coll.replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
     def delete(self, key: str) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._op("delete") as coll:
             return coll.delete_one(live_key_filter(self.namespace, key, utc_now())).deleted_count > 0
 
     def exists(self, key: str) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._op("exists") as coll:
             return coll.find_one(live_key_filter(self.namespace, key, utc_now()), {"_id": 1}) is not None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = key_list(keys)
+        wanted = check_keys(keys)
         self._check_open()
         if not wanted:
             return {}
@@ -221,7 +221,7 @@ class MongoDBStateStore(_MongoStateBase, StateStore):
                 coll.bulk_write(operations, ordered=False)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = key_list(keys)
+        doomed = check_keys(keys)
         self._check_open()
         if not doomed:
             return 0
@@ -237,21 +237,21 @@ class MongoDBStateStore(_MongoStateBase, StateStore):
         return sorted(key for key in found if key_matches(key, pattern, prefix))
 
     def ttl(self, key: str) -> float | None:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._op("ttl") as coll:
             now = utc_now()
             doc = coll.find_one(live_key_filter(self.namespace, key, now), {"expires_at": 1})
         return None if doc is None else remaining_ttl(doc, now)
 
     def expire(self, key: str, ttl: float | None) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         now = utc_now()
         update = expire_update(expires_at(ttl, now))
         with self._op("expire") as coll:
             return coll.update_one(live_key_filter(self.namespace, key, now), update).matched_count > 0
 
     def increment(self, key: str, amount: float = 1) -> int | float:
-        key = check_doc_key(key)
+        key = check_key(key)
         amount = check_amount(amount)
         with self._op("increment") as coll:
             id_filter = {"_id": doc_id(self.namespace, key)}
@@ -306,34 +306,34 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
     # -- the interface --------------------------------------------------------------------------------
 
     async def get(self, key: str, default: Any = None) -> Any:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._errors("get"):
             await self._ensure_indexes()
             doc = await self._collection.find_one(live_key_filter(self.namespace, key, utc_now()), {"v": 1})
         return default if doc is None else decode_value(stored_bytes(doc))
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
-        doc = document(self.namespace, check_doc_key(key), encode_value(value), expires_at(ttl, utc_now()))
+        doc = document(self.namespace, check_key(key), encode_value(value), expires_at(ttl, utc_now()))
         with self._errors("set"):
             await self._ensure_indexes()
             await self._collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
     async def delete(self, key: str) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._errors("delete"):
             await self._ensure_indexes()
             result = await self._collection.delete_one(live_key_filter(self.namespace, key, utc_now()))
         return result.deleted_count > 0
 
     async def exists(self, key: str) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._errors("exists"):
             await self._ensure_indexes()
             doc = await self._collection.find_one(live_key_filter(self.namespace, key, utc_now()), {"_id": 1})
         return doc is not None
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = key_list(keys)
+        wanted = check_keys(keys)
         self._check_open()
         if not wanted:
             return {}
@@ -356,7 +356,7 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
                 await self._collection.bulk_write(operations, ordered=False)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = key_list(keys)
+        doomed = check_keys(keys)
         self._check_open()
         if not doomed:
             return 0
@@ -377,7 +377,7 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
         return sorted(key for key in found if key_matches(key, pattern, prefix))
 
     async def ttl(self, key: str) -> float | None:
-        key = check_doc_key(key)
+        key = check_key(key)
         with self._errors("ttl"):
             await self._ensure_indexes()
             now = utc_now()
@@ -385,7 +385,7 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
         return None if doc is None else remaining_ttl(doc, now)
 
     async def expire(self, key: str, ttl: float | None) -> bool:
-        key = check_doc_key(key)
+        key = check_key(key)
         now = utc_now()
         update = expire_update(expires_at(ttl, now))
         with self._errors("expire"):
@@ -394,7 +394,7 @@ class AsyncMongoDBStateStore(_MongoStateBase, AsyncStateStore):
         return result.matched_count > 0
 
     async def increment(self, key: str, amount: float = 1) -> int | float:
-        key = check_doc_key(key)
+        key = check_key(key)
         amount = check_amount(amount)
         with self._errors("increment"):
             await self._ensure_indexes()

@@ -25,11 +25,13 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
     key_matches,
+    scan_prefix,
 )
 
 T = TypeVar("T")
@@ -42,8 +44,6 @@ CHUNK = 500
 SCAN_COUNT = 1000
 #: Redis glob metacharacters (``stringmatchlen``); a backslash makes the next character literal.
 _REDIS_GLOB_CHARS = frozenset("*?[]\\")
-#: Characters that make an fnmatch pattern non-literal (fnmatch has no escape character).
-_FNMATCH_CHARS = frozenset("*?[")
 #: Tag of the text codec's base64 form of bytes (the core codec's tags are ``s``, ``b`` and ``j``).
 _BASE64_BYTES = b"B"
 
@@ -54,12 +54,6 @@ _BASE64_BYTES = b"B"
 def escape_glob(text: str) -> str:
     """``text`` as a Redis MATCH pattern that matches exactly itself."""
     return "".join("\\" + char if char in _REDIS_GLOB_CHARS else char for char in text)
-
-
-def literal_prefix(pattern: str) -> str:
-    """The part of an fnmatch glob before its first wildcard: every match starts with it."""
-    end = next((i for i, char in enumerate(pattern) if char in _FNMATCH_CHARS), len(pattern))
-    return pattern[:end]
 
 
 def _utf8(text: Any, what: str) -> str:
@@ -86,14 +80,7 @@ class Keyspace:
         self.prefix = f"{ROOT}:{len(self.namespace)}:{self.namespace}:"
 
     def full_key(self, key: Any) -> str:
-        return self.prefix + _utf8(check_key(key), "state key")
-
-    def key_list(self, keys: Iterable[str]) -> list[str]:
-        """Validated, de-duplicated user keys in first-seen order. A bare string is refused: iterating
-        it would silently treat each character as a key."""
-        if isinstance(keys, (str, bytes)):
-            raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__} {keys!r}")
-        return list(dict.fromkeys(_utf8(check_key(key), "state key") for key in keys))
+        return self.prefix + check_key(key)
 
     def user_key(self, stored: bytes | str) -> str:
         """The user's key from a full Redis key returned by SCAN."""
@@ -330,7 +317,7 @@ class StatePlans:
         return int(found) > 0
 
     def get_many(self, keys: Iterable[str]) -> Plan[dict[str, Any]]:
-        wanted = self.keyspace.key_list(keys)
+        wanted = check_keys(keys)
         if not wanted:
             return {}
         full = [self.keyspace.prefix + key for key in wanted]
@@ -349,7 +336,7 @@ class StatePlans:
             yield Commands(commands, atomic=True)
 
     def delete_many(self, keys: Iterable[str]) -> Plan[int]:
-        doomed = self.keyspace.key_list(keys)
+        doomed = check_keys(keys)
         if not doomed:
             return 0
         full = [self.keyspace.prefix + key for key in doomed]
@@ -380,8 +367,8 @@ class StatePlans:
             _utf8(prefix, "key prefix")
         # The server narrows by the longest prefix every match must have; the glob itself is then
         # checked with the one shared definition, key_matches, so this store agrees with the others.
-        bounds = [prefix or "", literal_prefix(pattern) if pattern is not None else ""]
-        raw_keys, _ = yield from self._walk(self.keyspace.scan_pattern(max(bounds, key=len)), unlink=False)
+        scan = self.keyspace.scan_pattern(scan_prefix(pattern, prefix))
+        raw_keys, _ = yield from self._walk(scan, unlink=False)
         found = {self.keyspace.user_key(raw) for raw in raw_keys}  # SCAN may return a key twice
         return sorted(key for key in found if key_matches(key, pattern, prefix))
 
@@ -571,6 +558,5 @@ __all__ = [
     "drive",
     "drive_async",
     "escape_glob",
-    "literal_prefix",
     "ttl_milliseconds",
 ]

@@ -34,6 +34,7 @@ import redis.asyncio  # binds ``redis`` too: redis.Redis, redis.exceptions
 
 from storebridge.errors import ConfigurationError, StoreClosedError
 from storebridge.state import StateCapabilities
+from storebridge.urls import merge_url_option
 
 from ._common import (
     INCREMENT_SCRIPT,
@@ -50,14 +51,6 @@ from ._common import (
     drive_async,
 )
 from ._connection import RedisSettings, describe_client, resolve_settings, translate_error
-
-
-def _namespace(explicit: str, from_url: str | None) -> str:
-    if explicit and from_url is not None and explicit != from_url:
-        raise ConfigurationError(
-            f"namespace given twice with different values: {explicit!r} and {from_url!r} in the URL"
-        )
-    return explicit or from_url or ""
 
 
 class _RedisStore:
@@ -83,7 +76,7 @@ class _RedisStore:
                 socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
                 client_options=client_options,
             )
-            self._setup(_namespace(namespace, url_namespace), settings, None)
+            self._setup(merge_url_option("namespace", namespace or None, url_namespace) or "", settings, None)
             return
         options = {"url": url, "host": host, "port": port, "db": db, "username": username, "password": password,
                    "ssl": ssl, "socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout,

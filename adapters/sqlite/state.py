@@ -29,11 +29,14 @@ from storebridge.state import (
     StateStore,
     check_amount,
     check_key,
+    check_keys,
     check_namespace,
     check_ttl,
     decode_value,
     encode_value,
+    incremented,
     key_matches,
+    scan_prefix,
 )
 from storebridge.urls import parse_url
 
@@ -62,8 +65,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 #: Keys per ``IN (...)`` statement, well under SQLite's oldest default limit of 999 bound variables.
 _CHUNK = 500
-#: The characters that make a glob pattern non-literal (fnmatch has no escape character).
-_GLOB_CHARS = "*?["
 _URL_OPTIONS = frozenset({"namespace"})
 
 
@@ -76,18 +77,6 @@ def _text(value: Any, what: str) -> str:
     except UnicodeEncodeError:
         raise ValidationError(f"{what} {value!r} is not valid Unicode: it has a lone surrogate") from None
     return value
-
-
-def _key(key: Any) -> str:
-    return _text(check_key(key), "state key")
-
-
-def _key_list(keys: Iterable[str]) -> list[str]:
-    """Validated, de-duplicated keys in first-seen order. A bare string is refused: iterating it would
-    silently treat each character as a key."""
-    if isinstance(keys, (str, bytes)):
-        raise ValidationError(f"expected an iterable of keys, got a single {type(keys).__name__} {keys!r}")
-    return list(dict.fromkeys(_key(key) for key in keys))
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -113,16 +102,6 @@ def _successor(prefix: str) -> str | None:
         if code <= 0x10FFFF:
             return "".join(chars) + chr(code)
     return None
-
-
-def _literal_prefix(pattern: str) -> str:
-    """The part of a glob before its first wildcard: every match starts with it."""
-    end = next((i for i, char in enumerate(pattern) if char in _GLOB_CHARS), len(pattern))
-    return pattern[:end]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class SQLiteStateStore(StateStore):
@@ -280,12 +259,12 @@ class SQLiteStateStore(StateStore):
         return self.delete_many([key]) > 0
 
     def exists(self, key: str) -> bool:
-        keys = [_key(key)]
+        keys = [check_key(key)]
         with self._read() as conn:
             return bool(self._select_live(conn, "1", keys))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = _key_list(keys)
+        wanted = check_keys(keys)
         with self._read() as conn:  # refuses a closed store even for an empty list
             rows = dict(self._select_live(conn, "key, value", wanted))
         return {key: decode_value(rows[key]) for key in wanted if key in rows}
@@ -295,14 +274,14 @@ class SQLiteStateStore(StateStore):
             raise ValidationError(f"set_many takes a mapping of keys to values, got {type(items).__name__}")
         expires_at = self._expires_at(ttl)
         # Validate and encode everything first, so a bad item means nothing was written.
-        rows = [(_key(key), encode_value(value), expires_at) for key, value in items.items()]
+        rows = [(check_key(key), encode_value(value), expires_at) for key, value in items.items()]
         self._check_open()
         if rows:
             with self._write() as conn:
                 self._upsert(conn, rows)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        doomed = _key_list(keys)
+        doomed = check_keys(keys)
         self._check_open()
         if not doomed:
             return 0
@@ -316,8 +295,7 @@ class SQLiteStateStore(StateStore):
             _text(prefix, "key prefix")
         # Narrow in SQL by the longest prefix every match must have; the glob is then checked with the
         # one shared definition, key_matches, so this store cannot disagree with the others.
-        bounds = [p for p in (prefix, _literal_prefix(pattern) if pattern is not None else None) if p]
-        sql_prefix = max(bounds, key=len, default="")
+        sql_prefix = scan_prefix(pattern, prefix)
         sql = f"SELECT key FROM {self._table} WHERE {self._LIVE}"
         params: list[Any] = [self.namespace, time.time()]
         if sql_prefix:
@@ -332,7 +310,7 @@ class SQLiteStateStore(StateStore):
         return [key for key in found if key_matches(key, pattern, prefix)]
 
     def ttl(self, key: str) -> float | None:
-        keys = [_key(key)]
+        keys = [check_key(key)]
         with self._read() as conn:
             rows = self._select_live(conn, "expires_at", keys)
         if not rows or rows[0][0] is None:
@@ -340,7 +318,7 @@ class SQLiteStateStore(StateStore):
         return max(0.0, rows[0][0] - time.time())
 
     def expire(self, key: str, ttl: float | None) -> bool:
-        key = _key(key)
+        key = check_key(key)
         expires_at = self._expires_at(ttl)
         with self._write() as conn:
             cursor = conn.execute(
@@ -350,21 +328,12 @@ class SQLiteStateStore(StateStore):
             return cursor.rowcount > 0
 
     def increment(self, key: str, amount: int | float = 1) -> int | float:
-        key = _key(key)
+        key = check_key(key)
         amount = check_amount(amount)
         with self._write() as conn:  # BEGIN IMMEDIATE: no other thread or process writes in between
             rows = self._select_live(conn, "value, expires_at", [key])
-            current: Any = 0
-            expires_at = None
-            if rows:
-                current, expires_at = decode_value(rows[0][0]), rows[0][1]
-                if not _is_number(current):
-                    raise ValidationError(
-                        f"cannot increment state key {key!r}: "
-                        f"its value is a {type(current).__name__}, not a number"
-                    )
-            result = current + amount
-            # encode_value refuses an overflow to inf, rolling the transaction back.
+            current, expires_at = (decode_value(rows[0][0]), rows[0][1]) if rows else (0, None)
+            result = incremented(key, current, amount)  # a refusal rolls the transaction back
             self._upsert(conn, [(key, encode_value(result), expires_at)])
         return result
 

@@ -57,7 +57,7 @@ from storebridge.errors import (
     StoreClosedError,
 )
 from storebridge.state import StateCapabilities
-from storebridge.urls import StoreURL, mask_secrets, parse_url
+from storebridge.urls import StoreURL, mask_secrets, merge_url_option, parse_url
 
 URL_VARIABLE = "UPSTASH_REDIS_REST_URL"
 TOKEN_VARIABLE = "UPSTASH_REDIS_REST_TOKEN"
@@ -170,11 +170,7 @@ class _UpstashStore:
             self._setup(namespace, None, client)
             return
         settings, url_namespace = resolve_settings(url, token, client_options)
-        if namespace and url_namespace is not None and namespace != url_namespace:
-            raise ConfigurationError(
-                f"namespace given twice with different values: {namespace!r} and {url_namespace!r} in the URL"
-            )
-        self._setup(namespace or url_namespace or "", settings, None)
+        self._setup(merge_url_option("namespace", namespace or None, url_namespace) or "", settings, None)
 
     @classmethod
     def _from_settings(cls, settings: UpstashSettings, namespace: str) -> Any:

@@ -151,10 +151,20 @@ def mask_secrets(text: Any, *extra_secrets: str | None) -> str:
     return out
 
 
+def merge_url_option(name: str, given: Any, from_url: Any) -> Any:
+    """An option that may be given as an argument or in the URL: whichever is not None; both given and
+    different is a :class:`ConfigurationError` (the values are shown unless ``name`` is a secret)."""
+    if given is not None and from_url is not None and given != from_url:
+        shown = (MASK, MASK) if name.lower() in SECRET_PARAMS else (repr(given), repr(from_url))
+        raise ConfigurationError(f"{name} is given twice with different values: {shown[0]} as an argument and "
+                                 f"{shown[1]} in the URL; give it once")
+    return given if given is not None else from_url
+
+
 def _unparsed_secrets(text: str) -> list[str]:
     """The would-be userinfo of a string that is not a well-formed URL, to mask in error messages."""
     match = _LOOSE_USERINFO_RE.match(text)
     return [match.group("userinfo")] if match and match.group("userinfo") else []
 
 
-__all__ = ["MASK", "StoreURL", "mask_secrets", "parse_url"]
+__all__ = ["MASK", "StoreURL", "mask_secrets", "merge_url_option", "parse_url"]

@@ -30,9 +30,10 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
-from storebridge.state import encode_value
+from storebridge.state import encode_value, scan_prefix
 from tests.engines import unique_prefix
-from tests.servers.moto import MotoServer, free_port, moto_server  # noqa: F401  (the session fixture)
+from tests.servers._ports import free_port
+from tests.servers.moto import MotoServer, moto_server  # noqa: F401  (the session fixture)
 
 SECRET = "s3cr3t-not-for-logs"
 
@@ -157,7 +158,7 @@ def test_liveness_and_remaining_ttl() -> None:
     ("user:1*", "us", "user:1"),
 ])
 def test_query_prefix_is_the_longest_literal_prefix(pattern: str | None, prefix: str | None, expected: str) -> None:
-    assert items.query_prefix(pattern, prefix) == expected
+    assert scan_prefix(pattern, prefix) == expected
 
 
 def test_key_condition_uses_begins_with_only_for_a_prefix() -> None:

@@ -23,8 +23,6 @@ from storebridge.adapters.firestore._layout import (
     document_fields,
     document_id,
     from_timestamp,
-    incremented,
-    narrowing_prefix,
     options_from_url,
     successor,
     validate_collection,
@@ -37,6 +35,7 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
+from storebridge.state import incremented, scan_prefix
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"]))
 HOSTILE_KEYS = ["a/b", "/", ".", "..", "__x__", "__", "_", "~", "=", "%", "%2F", "a~b", " ", "\n", "日本:🚀",
@@ -119,7 +118,7 @@ def test_successor_edges() -> None:
     (None, None, ""), ("user:*", None, "user:"), ("[ab]*", None, ""), ("*1", "user", "user"), ("ab?", "a", "ab"),
 ])
 def test_narrowing_prefix(pattern: str | None, prefix: str | None, expected: str) -> None:
-    assert narrowing_prefix(pattern, prefix) == expected
+    assert scan_prefix(pattern, prefix) == expected
 
 
 # -- documents ----------------------------------------------------------------------------------------------

@@ -17,14 +17,12 @@ from storebridge.adapters.gcs._layout import (
     MAX_NAME_BYTES,
     ObjectLayout,
     escape,
-    literal_prefix,
-    narrowing_prefix,
     normalise_prefix,
     options_from_url,
     unescape,
     validate_bucket,
 )
-from storebridge.adapters.gcs.state import expires_at_from, incremented
+from storebridge.adapters.gcs.state import expires_at_from
 from storebridge.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -33,6 +31,7 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
+from storebridge.state import incremented, scan_prefix
 
 #: Text without lone surrogates, which no engine can store (they are refused, tested separately).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]))
@@ -148,9 +147,9 @@ def test_listing_prefixes_cover_hashed_names() -> None:
     ("*1", "user", "user"), ("user:1*", "us", "user:1"),
 ])
 def test_narrowing_prefix(pattern: str | None, prefix: str | None, expected: str) -> None:
-    assert narrowing_prefix(pattern, prefix) == expected
+    assert scan_prefix(pattern, prefix) == expected
     if pattern is not None:
-        assert pattern.startswith(literal_prefix(pattern))
+        assert pattern.startswith(scan_prefix(pattern, None))
 
 
 # -- options and URLs ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
-from storebridge.state import encode_value, key_matches
+from storebridge.state import check_key, check_keys, encode_value, key_matches
 
 SECRET = "pa:ss@w/rd-not-for-logs"
 NOW = datetime(2030, 1, 2, 3, 4, 5, 600000, tzinfo=timezone.utc)
@@ -134,13 +134,13 @@ def test_replace_ops_are_whole_document_upserts_and_encode_everything_first() ->
 
 def test_keys_are_checked_for_bson() -> None:
     with pytest.raises(ValidationError, match="lone surrogate"):
-        docs.check_doc_key("a\udc80")
+        check_key("a\udc80")
     for bad in ("", None, 1, "a\x00"):
         with pytest.raises(ValidationError):
-            docs.check_doc_key(bad)
-    assert docs.key_list(["b", "a", "b"]) == ["b", "a"]
+            check_key(bad)
+    assert check_keys(["b", "a", "b"]) == ["b", "a"]
     with pytest.raises(ValidationError, match="single str"):
-        docs.key_list("ab")
+        check_keys("ab")
 
 
 def test_expiry_and_remaining_ttl_with_naive_or_aware_datetimes() -> None:

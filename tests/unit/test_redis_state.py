@@ -33,7 +33,6 @@ from storebridge.adapters.redis._common import (
     decode_stored,
     drive,
     escape_glob,
-    literal_prefix,
     ttl_milliseconds,
 )
 from storebridge.adapters.redis._connection import describe_client, resolve_settings, translate_error
@@ -45,8 +44,9 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
-from storebridge.state import encode_value
-from tests.servers.redis import RedisServer, free_port, redis_server  # noqa: F401  (the session fixture)
+from storebridge.state import check_keys, encode_value, scan_prefix
+from tests.servers._ports import free_port
+from tests.servers.redis import RedisServer, redis_server  # noqa: F401  (the session fixture)
 
 NAMESPACE_CHARS = string.ascii_letters + string.digits + "_.-:/é"
 
@@ -96,8 +96,8 @@ def test_bad_keys_are_refused(key: Any) -> None:
 
 def test_key_list_refuses_a_bare_string_and_dedupes() -> None:
     with pytest.raises(ValidationError):
-        Keyspace("app").key_list("abc")
-    assert Keyspace("app").key_list(["b", "a", "b"]) == ["b", "a"]
+        check_keys("abc")
+    assert check_keys(["b", "a", "b"]) == ["b", "a"]
 
 
 @pytest.mark.parametrize("namespace", ["a*", "a?b", "[ab]", "a\\b", "a b", "n" * 129])
@@ -124,7 +124,7 @@ def test_scan_pattern_escapes_namespace_and_prefix() -> None:
     ("user:*", "user:"), ("?", ""), ("[ab]*", ""), ("x_y", "x_y"), ("a\\b*", "a\\b"), ("*1", ""), ("ab[!c]", "ab"),
 ])
 def test_literal_prefix_stops_at_the_first_wildcard(pattern: str, prefix: str) -> None:
-    assert literal_prefix(pattern) == prefix
+    assert scan_prefix(pattern, None) == prefix
     assert all(key.startswith(prefix) for key in ["user:1", "a", "x_y", "a\\bc", "abd"] if fnmatch.fnmatchcase(key, pattern))
 
 

@@ -33,10 +33,10 @@ from storebridge.errors import (
     ValidationError,
 )
 from storebridge.testing import StateStoreSuite, StoreFactory
+from tests.servers._ports import free_port
 from tests.servers.redis import (  # noqa: F401  (session fixtures)
     RedisServer,
     UpstashRestShim,
-    free_port,
     redis_server,
     upstash_shim,
 )
