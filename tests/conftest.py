@@ -16,6 +16,17 @@ from typing import Any
 import pytest
 
 from storebridge.testing import NO_ENGINE_HERE, NOT_DECLARED
+
+#: The session servers' fixtures (``redis_server``, ``moto_server``, ``dynamodb_table``, ``gcs_emulator``,
+#: ``firestore_emulator``, ...), visible to every test: request them by name, never import the fixture objects
+#: (an imported fixture is a second, module-local fixture, so a second server).
+pytest_plugins = [
+    "tests.servers.redis",
+    "tests.servers.moto",
+    "tests.servers.gcs",
+    "tests.servers.firestore",
+]
+
 ACCEPTED_SKIPS = (NO_ENGINE_HERE, NOT_DECLARED)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -129,6 +129,50 @@ ENGINES: list[Engine] = [
 ]
 
 
+# -- builders of the server-backed engines that run here (their servers: ``tests/servers/``) --------------------
+#
+# Each gets its session's server through ``request.getfixturevalue`` (the fixtures are plugins of
+# ``tests/conftest.py``, so any test can) and uses the same store factory as its own conformance module.
+
+
+def _redis_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.redis import state_store_factory
+
+    return state_store_factory(request.getfixturevalue("redis_server"), request)
+
+
+def _dynamodb_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.moto import dynamodb_state_factory
+
+    # One table per test module (``dynamodb_table`` is module-scoped), emptied of the test's namespaces after it.
+    return dynamodb_state_factory(request.getfixturevalue("moto_server"), request.getfixturevalue("dynamodb_table"),
+                                  request)
+
+
+def _gcs_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.gcs import state_store_factory
+
+    return state_store_factory(request.getfixturevalue("gcs_emulator"))  # emptied after each test
+
+
+def _firestore_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.firestore import state_store_factory
+
+    return state_store_factory(request.getfixturevalue("firestore_emulator"))
+
+
+#: Server-backed engines that run on these machines, for tests that run over "every backend" of a kind (the
+#: framework integrations: ``tests/integrations/``). Not in :data:`ENGINES`: each has its own conformance module
+#: (``tests/conformance/test_state_<name>.py``, both native flavours plus what only it has), so listing it
+#: there would run the suite on it twice.
+SERVER_ENGINES: list[Engine] = [
+    Engine("state", "redis", _redis_state, marks=(pytest.mark.engine("redis"),)),
+    Engine("state", "dynamodb", _dynamodb_state, marks=(pytest.mark.engine("dynamodb"),)),
+    Engine("state", "gcs", _gcs_state, marks=(pytest.mark.engine("gcs"),)),
+    Engine("state", "firestore", _firestore_state, marks=(pytest.mark.engine("firestore"),)),
+]
+
+
 def engine_params(kind: Kind) -> list[Any]:
     """``pytest.param`` per engine of ``kind``, id = registry name, for a parametrized ``store_factory``."""
     return [engine.param() for engine in ENGINES if engine.kind == kind]
@@ -140,4 +184,4 @@ def build_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactor
     return engine.build(tmp_path, request)
 
 
-__all__ = ["ENGINES", "Engine", "build_factory", "engine_params", "engine_url", "unique_prefix"]
+__all__ = ["ENGINES", "SERVER_ENGINES", "Engine", "build_factory", "engine_params", "engine_url", "unique_prefix"]

@@ -8,46 +8,34 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from storebridge.testing import StateStoreSuite, StoreFactory
-from tests.servers.firestore import FirestoreEmulator, firestore_emulator  # noqa: F401  (the session fixture)
+from tests.servers.firestore import FirestoreEmulator, state_store_factory
+from tests.servers.firestore import fresh_collection as _collection
 
 pytestmark = pytest.mark.engine("firestore")
 
 
-def _collection() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"  # one test's documents, away from every other test's
-
-
 class TestFirestoreState(StateStoreSuite):
     @pytest.fixture
-    def store_factory(self, firestore_emulator: FirestoreEmulator) -> Iterator[StoreFactory]:  # noqa: F811
-        from storebridge.adapters.firestore import FirestoreStateStore
-
-        collection = _collection()
-        yield lambda namespace="": FirestoreStateStore(project=firestore_emulator.project, collection=collection,
-                                                       namespace=namespace)
+    def store_factory(self, firestore_emulator: FirestoreEmulator) -> Iterator[StoreFactory]:
+        yield state_store_factory(firestore_emulator)
 
 
 class TestAsyncFirestoreState(StateStoreSuite):
     @pytest.fixture
-    def store_factory(self, firestore_emulator: FirestoreEmulator) -> Iterator[StoreFactory]:  # noqa: F811
-        from storebridge.adapters.firestore import AsyncFirestoreStateStore
-
-        collection = _collection()
-        yield lambda namespace="": AsyncFirestoreStateStore(project=firestore_emulator.project,
-                                                            collection=collection, namespace=namespace)
+    def store_factory(self, firestore_emulator: FirestoreEmulator) -> Iterator[StoreFactory]:
+        yield state_store_factory(firestore_emulator, asynchronous=True)
 
 
 # -- what only Firestore has --------------------------------------------------------------------------------
 
 
-def test_documents_are_laid_out_as_documented(firestore_emulator: FirestoreEmulator) -> None:  # noqa: F811
+def test_documents_are_laid_out_as_documented(firestore_emulator: FirestoreEmulator) -> None:
     from google.cloud import firestore
 
     from storebridge.adapters.firestore import FirestoreStateStore
@@ -76,7 +64,7 @@ def test_documents_are_laid_out_as_documented(firestore_emulator: FirestoreEmula
         client.close()
 
 
-def test_async_twin_shares_the_store(firestore_emulator: FirestoreEmulator) -> None:  # noqa: F811
+def test_async_twin_shares_the_store(firestore_emulator: FirestoreEmulator) -> None:
     import asyncio
 
     from storebridge.adapters.firestore import AsyncFirestoreStateStore, FirestoreStateStore
@@ -110,7 +98,7 @@ def _increment_in_another_process(host: str, project: str, collection: str, time
             store.increment("f", 0.5)
 
 
-def test_increment_is_atomic_across_processes(firestore_emulator: FirestoreEmulator) -> None:  # noqa: F811
+def test_increment_is_atomic_across_processes(firestore_emulator: FirestoreEmulator) -> None:
     """Processes share no local lock, so their transactions really contend. Kept small: the emulator
     untangles contended transactions only by timing out their locks, which takes a while each time."""
     from storebridge.adapters.firestore import FirestoreStateStore

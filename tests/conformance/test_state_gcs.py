@@ -18,48 +18,29 @@ import multiprocessing
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from storebridge.errors import OperationFailedError
 from storebridge.testing import StateStoreSuite, StoreFactory
-from tests.servers.gcs import (  # noqa: F401  (the fixtures)
-    GCSEmulator,
-    _gcs_emulator_session,
-    _gcs_emulator_with_preconditions_session,
-    gcs_emulator,
-    gcs_emulator_with_preconditions,
-)
-
-if TYPE_CHECKING:
-    from storebridge.adapters.gcs import GCSStateStore
+from tests.servers.gcs import EMULATOR_WORKERS, GCSEmulator, state_store_factory
+from tests.servers.gcs import open_state_store as _open
 
 pytestmark = pytest.mark.engine("gcs")
-EMULATOR_WORKERS = 3
-
-
-def _open(emulator: GCSEmulator, prefix: str, namespace: str = "") -> GCSStateStore:
-    """A store on the emulator. Few worker threads: the emulator serves one request at a time from a
-    listen backlog of 5, and a burst of more connections than that is reset (real GCS has no such limit)."""
-    from storebridge.adapters.gcs import GCSStateStore
-
-    return GCSStateStore(bucket=emulator.bucket, prefix=prefix, namespace=namespace, endpoint=emulator.endpoint,
-                         max_workers=EMULATOR_WORKERS)
 
 
 class TestGCSState(StateStoreSuite):
     @pytest.fixture
-    def store_factory(self, gcs_emulator: GCSEmulator) -> Iterator[StoreFactory]:  # noqa: F811
-        prefix = f"conformance/{uuid.uuid4().hex[:10]}"  # one test's objects, away from every other test's
-        yield lambda namespace="": _open(gcs_emulator, prefix, namespace)
+    def store_factory(self, gcs_emulator: GCSEmulator) -> Iterator[StoreFactory]:
+        yield state_store_factory(gcs_emulator)
 
 
 # -- what only GCS has --------------------------------------------------------------------------------------
 
 
-def test_stock_emulator_ignores_preconditions(gcs_emulator: GCSEmulator,  # noqa: F811
-                                              gcs_emulator_with_preconditions: GCSEmulator) -> None:  # noqa: F811
+def test_stock_emulator_ignores_preconditions(gcs_emulator: GCSEmulator,
+                                              gcs_emulator_with_preconditions: GCSEmulator) -> None:
     """The fact the module docstring rests on. If this starts failing, the emulator learnt preconditions
     and the cross-process cases can run on it directly."""
     from google.api_core.exceptions import PreconditionFailed
@@ -82,7 +63,7 @@ def test_stock_emulator_ignores_preconditions(gcs_emulator: GCSEmulator,  # noqa
             store.close()
 
 
-def test_objects_are_laid_out_as_documented(gcs_emulator: GCSEmulator) -> None:  # noqa: F811
+def test_objects_are_laid_out_as_documented(gcs_emulator: GCSEmulator) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage  # type: ignore[attr-defined]
 
@@ -105,7 +86,7 @@ def test_objects_are_laid_out_as_documented(gcs_emulator: GCSEmulator) -> None: 
         client.close()
 
 
-def test_missing_bucket_is_a_typed_error(gcs_emulator: GCSEmulator) -> None:  # noqa: F811
+def test_missing_bucket_is_a_typed_error(gcs_emulator: GCSEmulator) -> None:
     from google.api_core.exceptions import NotFound
 
     from storebridge.adapters.gcs import GCSStateStore
@@ -121,7 +102,7 @@ def test_missing_bucket_is_a_typed_error(gcs_emulator: GCSEmulator) -> None:  # 
 
 
 def test_increment_races_through_preconditions_without_the_local_lock(
-        gcs_emulator_with_preconditions: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        gcs_emulator_with_preconditions: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a fresh lock per call, threads do race: only the 412-and-retry loop keeps the total exact."""
     from storebridge.adapters.gcs import GCSStateStore
 
@@ -161,7 +142,7 @@ def _increment_in_another_process(endpoint: str, bucket: str, prefix: str, times
             store.increment("f", 0.5)
 
 
-def test_increment_is_atomic_across_processes(gcs_emulator_with_preconditions: GCSEmulator) -> None:  # noqa: F811
+def test_increment_is_atomic_across_processes(gcs_emulator_with_preconditions: GCSEmulator) -> None:
     emulator = gcs_emulator_with_preconditions
     prefix = f"processes/{uuid.uuid4().hex[:8]}"
     context = multiprocessing.get_context("spawn")

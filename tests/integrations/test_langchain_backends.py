@@ -102,10 +102,11 @@ LANGCHAIN_ENGINES: list[Engine] = [
 
 def backends(kind: str) -> list[Engine]:
     """Every engine of ``kind`` the LangChain-facing tests run over: ``tests/engines.py`` (the one list of
-    engines) plus the LangChain-backed rows above. Adding an engine there adds it here."""
-    from tests.engines import ENGINES
+    engines, and its server-backed engines that run here) plus the LangChain-backed rows above. Adding an
+    engine there adds it here."""
+    from tests.engines import ENGINES, SERVER_ENGINES
 
-    return [engine for engine in [*ENGINES, *LANGCHAIN_ENGINES] if engine.kind == kind]
+    return [engine for engine in [*ENGINES, *SERVER_ENGINES, *LANGCHAIN_ENGINES] if engine.kind == kind]
 
 
 def backend_params(kind: str, faces: tuple[str, ...] = ("sync", "async")) -> list[Any]:

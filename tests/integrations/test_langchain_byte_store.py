@@ -4,6 +4,7 @@ async) unmodified, ``CacheBackedEmbeddings`` on top, key prefixes and TTL."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,16 +99,18 @@ async def test_cache_backed_embeddings(face: Any) -> None:
 async def test_prefix_ttl_and_types(face: Any) -> None:
     plain = StorebridgeByteStore(face)
     prefixed = StorebridgeByteStore(face, key_prefix="p:")
-    expiring = StorebridgeByteStore(face, key_prefix="t:", ttl=0.2)
+    ttl = 1.0  # long enough for the checks below on a server-backed store (moto: ~5-20 ms per request)
+    expiring = StorebridgeByteStore(face, key_prefix="t:", ttl=ttl)
     plain.mset([("k", b"plain")])
     prefixed.mset([("k", b"prefixed"), ("k2", b"2")])
     await expiring.amset([("k", b"soon gone")])
+    expires = time.monotonic() + ttl
     assert plain.mget(["k"]) == [b"plain"] and prefixed.mget(["k", "k2"]) == [b"prefixed", b"2"]
     assert sorted(plain.yield_keys()) == ["k", "p:k", "p:k2", "t:k"]
     assert sorted(prefixed.yield_keys(prefix="k")) == ["k", "k2"]
     assert [k async for k in prefixed.ayield_keys(prefix="k2")] == ["k2"]
-    assert 0 < face.as_sync().ttl("t:k") <= 0.2
-    await asyncio.sleep(0.4)
+    assert 0 < face.as_sync().ttl("t:k") <= ttl
+    await asyncio.sleep(max(0.0, expires - time.monotonic()) + 0.2)
     assert await expiring.amget(["k"]) == [None]
     with pytest.raises(ValidationError):
         plain.mset([("text", "not bytes")])  # type: ignore[list-item]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
@@ -129,10 +130,12 @@ async def test_batch_runs_in_order(state: Any) -> None:
 
 async def test_ttl_in_minutes_expires_items(state: Any) -> None:
     store = StorebridgeLangGraphStore(state)
-    store.put(("t",), "short", {"v": 1}, ttl=0.2 / 60)  # LangGraph TTLs are minutes
+    ttl = 1.0  # seconds: long enough for the checks below on a server-backed store (moto: ~5-20 ms per request)
+    store.put(("t",), "short", {"v": 1}, ttl=ttl / 60)  # LangGraph TTLs are minutes
+    expires = time.monotonic() + ttl
     store.put(("t",), "kept", {"v": 2})
     assert store.get(("t",), "short") is not None
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(max(0.0, expires - time.monotonic()) + 0.3)
     assert store.get(("t",), "short") is None
     assert [i.key for i in store.search(("t",))] == ["kept"]
 

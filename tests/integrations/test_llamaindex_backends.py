@@ -79,9 +79,9 @@ LLAMAINDEX_ENGINES: list[Engine] = [
 def backends(kind: str) -> list[Engine]:
     """Every engine of ``kind`` the LlamaIndex-facing tests run over: ``tests/engines.py`` (the one list of
     engines) plus the LlamaIndex-backed rows above. Adding an engine there adds it here."""
-    from tests.engines import ENGINES
+    from tests.engines import ENGINES, SERVER_ENGINES
 
-    return [engine for engine in [*ENGINES, *LLAMAINDEX_ENGINES] if engine.kind == kind]
+    return [engine for engine in [*ENGINES, *SERVER_ENGINES, *LLAMAINDEX_ENGINES] if engine.kind == kind]
 
 
 def backend_params(kind: str, faces: tuple[str, ...] = ("sync", "async")) -> list[Any]:

@@ -17,16 +17,15 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.servers.redis import free_port
+from tests.servers._ports import free_port, wait_for_http
 
 #: Where the Cloud SDK component lives on Debian images; ``STOREBRIDGE_FIRESTORE_EMULATOR`` overrides.
 DEFAULT_EMULATOR = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
@@ -52,14 +51,6 @@ def find_emulator() -> str | None:
     if not shutil.which("java"):
         return None
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def _answers(host: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}/", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def _listening(port: int) -> bool:
@@ -104,19 +95,18 @@ def start_firestore_emulator(emulator: str, timeout: float = 90.0) -> FirestoreE
                 [emulator, "start", "--host=127.0.0.1", f"--port={port}"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,  # its own process group
             )
-        deadline = time.monotonic() + timeout
-        while not _answers(host):
-            if process.poll() is not None or time.monotonic() > deadline:
-                last_error = RuntimeError(f"the Firestore emulator did not start: {log.read_text()[-2000:]}")
-                _stop_group(process, port)
-                break
-            time.sleep(0.2)
-        else:
-            def stop(process: subprocess.Popen[bytes] = process, port: int = port) -> None:
-                _stop_group(process, port)
-                shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            wait_for_http(f"http://{host}/", process, timeout, "the Firestore emulator", log=log, interval=0.2)
+        except RuntimeError as exc:
+            last_error = exc
+            _stop_group(process, port)
+            continue
 
-            return FirestoreEmulator(host, f"storebridge-test-{uuid.uuid4().hex[:8]}", stop)
+        def stop(process: subprocess.Popen[bytes] = process, port: int = port) -> None:
+            _stop_group(process, port)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        return FirestoreEmulator(host, f"storebridge-test-{uuid.uuid4().hex[:8]}", stop)
     shutil.rmtree(workdir, ignore_errors=True)
     raise RuntimeError(f"could not start the Firestore emulator: {last_error}")
 
@@ -139,4 +129,21 @@ def firestore_emulator() -> Iterator[FirestoreEmulator]:
         server.stop()
 
 
-__all__ = ["FirestoreEmulator", "find_emulator", "firestore_emulator", "start_firestore_emulator"]
+def fresh_collection() -> str:
+    """A collection name of one test only: its documents, away from every other test's."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def state_store_factory(emulator: FirestoreEmulator, *, asynchronous: bool = False) -> Callable[..., Any]:
+    """A ``store_factory`` (``namespace=`` aware) of new ``FirestoreStateStore`` (or
+    ``AsyncFirestoreStateStore``) objects over one fresh collection. Used by ``tests/engines.py`` and
+    ``tests/conformance/test_state_firestore.py``."""
+    from storebridge.adapters.firestore import AsyncFirestoreStateStore, FirestoreStateStore
+
+    store_class: type = AsyncFirestoreStateStore if asynchronous else FirestoreStateStore
+    collection = fresh_collection()
+    return lambda namespace="": store_class(project=emulator.project, collection=collection, namespace=namespace)
+
+
+__all__ = ["FirestoreEmulator", "find_emulator", "firestore_emulator", "fresh_collection", "start_firestore_emulator",
+           "state_store_factory"]

@@ -17,16 +17,16 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.servers.redis import free_port
+
+from tests.servers._ports import free_port, stop_process, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "storebridge-test"
@@ -55,32 +55,6 @@ def _console_script() -> str:
     return str(script)
 
 
-def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the GCS emulator exited with code {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(endpoint + "/", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the GCS emulator did not answer within {timeout}s: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def start_gcs_emulator(*, honour_preconditions: bool = False, bucket: str = BUCKET,
                        timeout: float = 20.0) -> GCSEmulator:
     """Start the emulator on a free local port, create ``bucket``; returns its endpoint and a stop callable."""
@@ -100,18 +74,18 @@ def start_gcs_emulator(*, honour_preconditions: bool = False, bucket: str = BUCK
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_ready(endpoint, process, log, timeout)
+            wait_for_http(endpoint + "/", process, timeout, "the GCS emulator", log=log)
             client = storage.Client(project="storebridge-test", credentials=AnonymousCredentials(),
                                     client_options={"api_endpoint": endpoint})
             client.create_bucket(bucket)
             client.close()
         except Exception as exc:  # noqa: BLE001  (tried again on another port; reported if every try fails)
             last_error = exc
-            _stop_process(process)
+            stop_process(process)
             continue
 
         def stop(process: subprocess.Popen[bytes] = process) -> None:
-            _stop_process(process)
+            stop_process(process)
 
         return GCSEmulator(endpoint, bucket, honour_preconditions, stop)
     raise RuntimeError(f"could not start the GCS emulator: {last_error}")
@@ -148,6 +122,26 @@ def gcs_emulator_with_preconditions(_gcs_emulator_with_preconditions_session: GC
     """The same emulator with GCS's generation preconditions enforced (see the module docstring)."""
     yield _gcs_emulator_with_preconditions_session
     _gcs_emulator_with_preconditions_session.wipe()
+
+
+#: Few worker threads per store: the emulator serves one request at a time from a listen backlog of 5, and a
+#: burst of more connections than that is reset (real GCS has no such limit).
+EMULATOR_WORKERS = 3
+
+
+def open_state_store(emulator: GCSEmulator, prefix: str, namespace: str = "") -> Any:
+    """A ``GCSStateStore`` on the emulator's bucket under ``prefix``, with few worker threads."""
+    from storebridge.adapters.gcs import GCSStateStore
+
+    return GCSStateStore(bucket=emulator.bucket, prefix=prefix, namespace=namespace, endpoint=emulator.endpoint,
+                         max_workers=EMULATOR_WORKERS)
+
+
+def state_store_factory(emulator: GCSEmulator) -> Callable[..., Any]:
+    """A ``store_factory`` (``namespace=`` aware) of new stores under one fresh prefix: one test's objects,
+    away from every other test's. Used by ``tests/engines.py`` and ``tests/conformance/test_state_gcs.py``."""
+    prefix = f"conformance/{uuid.uuid4().hex[:10]}"
+    return lambda namespace="": open_state_store(emulator, prefix, namespace)
 
 
 # -- the precondition-enforcing mode ---------------------------------------------------------------------
@@ -226,10 +220,13 @@ if __name__ == "__main__":
 
 __all__ = [
     "BUCKET",
+    "EMULATOR_WORKERS",
     "GCSEmulator",
     "_gcs_emulator_session",
     "_gcs_emulator_with_preconditions_session",
     "gcs_emulator",
     "gcs_emulator_with_preconditions",
+    "open_state_store",
     "start_gcs_emulator",
+    "state_store_factory",
 ]

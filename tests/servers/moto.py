@@ -21,18 +21,18 @@ are, at no cost that matters to tests (moto handles one request at a time under 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.servers._ports import free_port, stop_process, wait_for_http
 
 URL_VARIABLE = "STOREBRIDGE_TEST_DYNAMODB_URL"
 MOTO_REGION = "us-east-1"
@@ -49,12 +49,6 @@ class MotoServer:
     credentials: dict[str, str] = field(default_factory=dict)
     #: Stops the server this session started (a no-op for an endpoint given by URL).
     stop: Callable[[], None] = lambda: None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 #: ``moto_server``'s entry point (``moto.server.main``, same arguments) with its WSGI app wrapped in one
@@ -86,33 +80,6 @@ def moto_command(port: int) -> list[str]:
     return [sys.executable, "-c", _SERIALIZED_MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)]
 
 
-def _wait_until_ready(endpoint: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until moto answers HTTP (its dashboard API); a bare open port can precede a working app."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with code {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"moto_server did not answer on {endpoint} within {timeout}s")
-        time.sleep(0.05)
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def start_moto_server(timeout: float = 30.0) -> MotoServer:
     """Start moto's server (serialized) on 127.0.0.1 and a free port; returns its endpoint and a stop callable.
     Its request log goes to a temporary file (a pipe nobody reads would fill up and stall it)."""
@@ -125,16 +92,17 @@ def start_moto_server(timeout: float = 30.0) -> MotoServer:
                                        stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
         endpoint = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_ready(endpoint, process, timeout)
+            # Its dashboard API: a bare open port can precede a working app.
+            wait_for_http(f"{endpoint}/moto-api/data.json", process, timeout, "moto_server")
         except RuntimeError as exc:
-            _stop_process(process)
+            stop_process(process)
             tail = Path(log_path).read_text(errors="replace")[-2000:]
             os.unlink(log_path)
             last_error = RuntimeError(f"{exc}; its output:\n{tail}")
             continue
 
         def stop(process: subprocess.Popen[bytes] = process, log_path: str = log_path) -> None:
-            _stop_process(process)
+            stop_process(process)
             try:
                 os.unlink(log_path)
             except OSError:
@@ -144,8 +112,9 @@ def start_moto_server(timeout: float = 30.0) -> MotoServer:
     raise RuntimeError(f"could not start moto_server: {last_error}")
 
 
-#: One server per session even when several test modules import the fixture (pytest then holds one
-#: session fixture per module): the first starts it, the last to finish stops it.
+#: One server per session. ``tests/conftest.py`` registers this module with ``pytest_plugins``, so every test
+#: sees one ``moto_server``; a module that still imports the fixture object gets its own session fixture
+#: from pytest, and this count keeps that to one server too: the first starts it, the last to finish stops it.
 _shared: MotoServer | None = None
 _users = 0
 
@@ -176,4 +145,48 @@ def moto_server() -> Iterator[MotoServer]:
             _shared = None
 
 
-__all__ = ["MOTO_CREDENTIALS", "MOTO_REGION", "MotoServer", "free_port", "moto_server", "start_moto_server"]
+@pytest.fixture(scope="module")
+def dynamodb_table(moto_server: MotoServer) -> Iterator[str]:
+    """A fresh DynamoDB table name for the test module, as apps use one table: every test has its own
+    namespace, which is exactly the isolation the store promises. The first store creates the table;
+    it is deleted at the end (real endpoints cost)."""
+    import boto3
+
+    table = f"sb_state_{uuid.uuid4().hex[:10]}"
+    yield table
+    client = boto3.session.Session().client("dynamodb", region_name=moto_server.region,
+                                            endpoint_url=moto_server.endpoint_url, **moto_server.credentials)
+    try:
+        client.delete_table(TableName=table)
+    except client.exceptions.ResourceNotFoundException:
+        pass
+    finally:
+        client.close()
+
+
+def dynamodb_state_factory(server: MotoServer, table: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A ``store_factory`` (``namespace=`` aware) of new ``DynamoDBStateStore`` objects over ``table`` on
+    ``server``. The table outlives the test (one per module), so every namespace the test used is cleared
+    afterwards: the next test starts empty. Used by ``tests/engines.py`` and
+    ``tests/conformance/test_state_dynamodb.py``."""
+    from storebridge.adapters.dynamodb import DynamoDBStateStore
+
+    url = f"dynamodb://{server.region}/{table}"
+    used: set[str] = set()
+
+    def open_store(namespace: str = "") -> Any:
+        store = DynamoDBStateStore(url, namespace=namespace, endpoint_url=server.endpoint_url, **server.credentials)
+        used.add(namespace)  # after the constructor validated it
+        return store
+
+    def cleanup() -> None:
+        for namespace in used:
+            with open_store(namespace) as store:
+                store.clear()
+
+    request.addfinalizer(cleanup)
+    return open_store
+
+
+__all__ = ["MOTO_CREDENTIALS", "MOTO_REGION", "MotoServer", "dynamodb_state_factory", "dynamodb_table", "moto_server",
+           "start_moto_server"]

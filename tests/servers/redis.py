@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from tests.servers._ports import free_port, stop_process
 
 URL_VARIABLE = "STOREBRIDGE_TEST_REDIS_URL"
 #: Where Debian/Ubuntu put it when it is not on PATH.
@@ -38,12 +39,6 @@ class RedisServer:
     url: str
     #: Stops the server this session started (a no-op for a server given by URL).
     stop: Callable[[], None]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -85,11 +80,11 @@ def start_redis_server(binary: str | None = None, timeout: float = 10.0) -> Redi
             _wait_until_ready(url, process, timeout)
         except RuntimeError as exc:
             last_error = exc
-            _stop_process(process)
+            stop_process(process)
             continue
 
         def stop(process: subprocess.Popen[bytes] = process) -> None:
-            _stop_process(process)
+            stop_process(process)
             shutil.rmtree(workdir, ignore_errors=True)
 
         return RedisServer(url, stop)
@@ -97,18 +92,10 @@ def start_redis_server(binary: str | None = None, timeout: float = 10.0) -> Redi
     raise RuntimeError(f"could not start redis-server: {last_error}")
 
 
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-#: One server for the whole session, however many test modules import the fixture (pytest makes one
-#: session fixture per importing module): started by the first user, stopped when the last one ends.
+#: One server for the whole session. ``tests/conftest.py`` registers this module with ``pytest_plugins``, so
+#: every test sees one ``redis_server``; a module that still imports the fixture object gets its own session
+#: fixture from pytest, and this count keeps that to one server too: started by the first user, stopped when
+#: the last one ends.
 _shared: RedisServer | None = None
 _users = 0
 
@@ -146,6 +133,31 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         _release_shared()
+
+
+def state_store_factory(server: RedisServer, request: pytest.FixtureRequest, *,
+                        asynchronous: bool = False) -> Callable[..., Any]:
+    """A ``store_factory`` (``namespace=`` aware) of new ``RedisStateStore`` (or ``AsyncRedisStateStore``)
+    objects over ``server``; every namespace a test used is cleared afterwards, so a server given by URL
+    keeps nothing of the run. Used by ``tests/engines.py`` and ``tests/conformance/test_state_redis.py``."""
+    from storebridge.adapters.redis import AsyncRedisStateStore, RedisStateStore
+
+    store_class: type = AsyncRedisStateStore if asynchronous else RedisStateStore
+    used: set[str] = set()
+
+    def cleanup() -> None:
+        for namespace in used:
+            with RedisStateStore(server.url, namespace=namespace) as store:
+                store.clear()
+
+    request.addfinalizer(cleanup)
+
+    def open_store(namespace: str = "") -> Any:
+        store = store_class(server.url, namespace=namespace)  # validates the namespace before it is recorded
+        used.add(namespace)
+        return store
+
+    return open_store
 
 
 # -- an Upstash REST stand-in ----------------------------------------------------------------------------
@@ -266,4 +278,5 @@ def upstash_shim(redis_server: RedisServer) -> Iterator[UpstashRestShim]:
         shim.close()
 
 
-__all__ = ["RedisServer", "UpstashRestShim", "free_port", "redis_server", "start_redis_server", "upstash_shim"]
+__all__ = ["RedisServer", "UpstashRestShim", "redis_server", "start_redis_server", "state_store_factory",
+           "upstash_shim"]
