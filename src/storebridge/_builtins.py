@@ -50,7 +50,7 @@ KNOWLEDGE = [
        schemes=("surrealdb", "surrealdb+ws", "surrealdb+wss", "surrealdb+http", "surrealkv", "surrealdb+mem")),
     _k("upstash_vector", None, extra="upstash", requires=("upstash_vector",), aliases=("upstash_v",),
        schemes=("upstash-vector",)),
-    _k("lightrag", None, extra="lightrag", requires=("lightrag",), schemes=("lightrag",)),
+    _k("lightrag", f"{A}.lightrag:LightRAGKnowledgeStore", extra="lightrag", requires=("lightrag",), schemes=("lightrag",)),
     _k("langchain", f"{A}.langchain.knowledge:LangChainKnowledgeStore", extra="langchain", requires=("langchain_core",), aliases=("langchain_adapter",),
        description="wraps any LangChain VectorStore"),
     _k("llamaindex", f"{A}.llamaindex.knowledge:LlamaIndexKnowledgeStore", extra="llamaindex", requires=("llama_index.core",),
