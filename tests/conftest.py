@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.servers.moto",
     "tests.servers.gcs",
     "tests.servers.firestore",
+    "tests.servers.pgvector",
 ]
 
 ACCEPTED_SKIPS = (NO_ENGINE_HERE, NOT_DECLARED)

@@ -161,6 +161,45 @@ def _firestore_state(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFac
     return state_store_factory(request.getfixturevalue("firestore_emulator"))
 
 
+# -- knowledge backends with their own conformance modules (``tests/conformance/test_knowledge_<name>.py``) ----
+
+
+def _qdrant_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("qdrant_client", reason=f"{NO_ENGINE_HERE} qdrant-client is not installed")
+    from storebridge.adapters.qdrant import QdrantKnowledgeStore
+
+    return lambda: QdrantKnowledgeStore(f"qdrant+local:///{tmp_path / 'qdrant'}")  # local path mode
+
+
+def _lancedb_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("lancedb", reason=f"{NO_ENGINE_HERE} lancedb is not installed")
+    from storebridge.adapters.lancedb import LanceDBKnowledgeStore
+
+    return lambda: LanceDBKnowledgeStore(f"lancedb:///{tmp_path / 'lance'}")
+
+
+def _chroma_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("chromadb", reason="chromadb is needed for these tests (pip install 'storebridge[chroma]')")
+    from storebridge.adapters.chroma import ChromaKnowledgeStore
+
+    path = str(tmp_path / "chroma")  # embedded PersistentClient
+    return lambda: ChromaKnowledgeStore(path=path)
+
+
+def _milvus_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("pymilvus", reason="pymilvus is needed for these tests (pip install 'storebridge[milvus]')")
+    from storebridge.adapters.milvus import MilvusKnowledgeStore
+
+    path = str(tmp_path / "milvus.db")  # milvus-lite
+    return lambda: MilvusKnowledgeStore(uri=path)
+
+
+def _pgvector_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.pgvector import knowledge_store_factory
+
+    return knowledge_store_factory(request.getfixturevalue("pgvector_server"), request)
+
+
 #: Server-backed engines that run on these machines, for tests that run over "every backend" of a kind (the
 #: framework integrations: ``tests/integrations/``). Not in :data:`ENGINES`: each has its own conformance module
 #: (``tests/conformance/test_state_<name>.py``, both native flavours plus what only it has), so listing it
@@ -170,6 +209,11 @@ SERVER_ENGINES: list[Engine] = [
     Engine("state", "dynamodb", _dynamodb_state, marks=(pytest.mark.engine("dynamodb"),)),
     Engine("state", "gcs", _gcs_state, marks=(pytest.mark.engine("gcs"),)),
     Engine("state", "firestore", _firestore_state, marks=(pytest.mark.engine("firestore"),)),
+    Engine("knowledge", "qdrant", _qdrant_knowledge),
+    Engine("knowledge", "lancedb", _lancedb_knowledge),
+    Engine("knowledge", "chroma", _chroma_knowledge),
+    Engine("knowledge", "milvus", _milvus_knowledge),
+    Engine("knowledge", "pgvector", _pgvector_knowledge, marks=(pytest.mark.engine("pgvector"),)),
 ]
 
 

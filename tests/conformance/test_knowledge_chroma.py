@@ -27,9 +27,9 @@ class TestChromaKnowledge(KnowledgeStoreSuite):
     @pytest.fixture(params=["chroma-embedded", "chroma-server"])
     def store_factory(self, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         from storebridge.adapters.chroma import ChromaKnowledgeStore
+        from tests.engines import _chroma_knowledge
 
         if request.param == "chroma-embedded":
-            path = str(tmp_path / "chroma")
-            return lambda: ChromaKnowledgeStore(path=path)
+            return _chroma_knowledge(tmp_path, request)  # the builder of the framework tests' row
         server: ChromaServer = request.getfixturevalue("chroma_server")
         return lambda: ChromaKnowledgeStore(server.url)

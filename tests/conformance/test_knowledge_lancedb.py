@@ -13,7 +13,7 @@ pytest.importorskip("lancedb", reason="[no engine on this machine] lancedb is no
 
 class TestLanceDBKnowledge(KnowledgeStoreSuite):
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> StoreFactory:
-        from storebridge.adapters.lancedb import LanceDBKnowledgeStore
+    def store_factory(self, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+        from tests.engines import _lancedb_knowledge
 
-        return lambda: LanceDBKnowledgeStore(f"lancedb:///{tmp_path / 'lance'}")
+        return _lancedb_knowledge(tmp_path, request)  # the builder of the framework tests' row

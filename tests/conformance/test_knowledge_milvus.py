@@ -21,10 +21,10 @@ class TestMilvusKnowledge(KnowledgeStoreSuite):
     @pytest.fixture(params=["milvus-lite", "milvus-server"])
     def store_factory(self, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         from storebridge.adapters.milvus import MilvusKnowledgeStore
+        from tests.engines import _milvus_knowledge
 
         if request.param == "milvus-lite":
-            path = str(tmp_path / "milvus.db")
-            return lambda: MilvusKnowledgeStore(uri=path)
+            return _milvus_knowledge(tmp_path, request)  # the builder of the framework tests' row
         url = os.environ.get(SERVER_VARIABLE)
         if not url:
             pytest.skip(f"{NO_ENGINE_HERE} set {SERVER_VARIABLE} to run the Milvus cases against a server")

@@ -3,34 +3,20 @@ session by ``tests/servers/pgvector.py``), over the sync store and its derived a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from storebridge.testing import KnowledgeStoreSuite, StoreFactory
-from tests.engines import unique_prefix
-from tests.servers.pgvector import PgVectorServer, pgvector_server  # noqa: F401  (the session fixture)
+from tests.servers.pgvector import PgVectorServer, knowledge_store_factory
 
 pytestmark = pytest.mark.engine("pgvector")
 
-
-def drop_prefix(server: PgVectorServer, prefix: str) -> None:
-    """Drop every table this test's stores made (collections, their document tables, schema_versions)."""
-    tables = [row[0] for row in server.execute(
-        "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, %s)",
-        (prefix,))]
-    if tables:
-        server.execute("DROP TABLE IF EXISTS " + ", ".join('"' + t.replace('"', '""') + '"' for t in tables))
+# ``pgvector_server`` is the session fixture of the ``tests.servers.pgvector`` plugin (``tests/conftest.py``).
 
 
 class TestPgVectorKnowledge(KnowledgeStoreSuite):
     @pytest.fixture
-    def store_factory(self, pgvector_server: PgVectorServer) -> Iterator[StoreFactory]:  # noqa: F811
-        from storebridge.adapters.pgvector import PgVectorKnowledgeStore
-
-        prefix = unique_prefix("kv")
-        yield lambda: PgVectorKnowledgeStore(pgvector_server.url, table_prefix=prefix, max_size=4)
-        drop_prefix(pgvector_server, prefix)
+    def store_factory(self, pgvector_server: PgVectorServer, request: pytest.FixtureRequest) -> StoreFactory:
+        return knowledge_store_factory(pgvector_server, request, "kv")
 
 
 class TestPgVectorKnowledgeHNSW(KnowledgeStoreSuite):
@@ -38,9 +24,5 @@ class TestPgVectorKnowledgeHNSW(KnowledgeStoreSuite):
     search takes the approximate HNSW path (the declared ``recall_floor`` applies)."""
 
     @pytest.fixture
-    def store_factory(self, pgvector_server: PgVectorServer) -> Iterator[StoreFactory]:  # noqa: F811
-        from storebridge.adapters.pgvector import PgVectorKnowledgeStore
-
-        prefix = unique_prefix("kh")
-        yield lambda: PgVectorKnowledgeStore(pgvector_server.url, table_prefix=prefix, max_size=4, exact_below=0)
-        drop_prefix(pgvector_server, prefix)
+    def store_factory(self, pgvector_server: PgVectorServer, request: pytest.FixtureRequest) -> StoreFactory:
+        return knowledge_store_factory(pgvector_server, request, "kh", exact_below=0)

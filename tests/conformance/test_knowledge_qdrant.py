@@ -13,10 +13,10 @@ pytest.importorskip("qdrant_client", reason="[no engine on this machine] qdrant-
 
 class TestQdrantKnowledgePath(KnowledgeStoreSuite):
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> StoreFactory:
-        from storebridge.adapters.qdrant import QdrantKnowledgeStore
+    def store_factory(self, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+        from tests.engines import _qdrant_knowledge
 
-        return lambda: QdrantKnowledgeStore(f"qdrant+local:///{tmp_path / 'qdrant'}")
+        return _qdrant_knowledge(tmp_path, request)  # the builder of the framework tests' row
 
 
 class TestQdrantKnowledgeMemory(KnowledgeStoreSuite):

@@ -341,9 +341,11 @@ def test_async_methods_run_off_the_loop(tmp_path: Path) -> None:
 
 # -- an index built here, reopened in a new process ------------------------------------------------------------
 
-#: Knowledge backends a second process can open by URL. Add a name here to run the test on it: ``sqlite``
-#: uses a file in the test's directory, any other name the URL in ``STOREBRIDGE_TEST_<NAME>_URL``.
-PROCESS_BACKENDS = ["sqlite"]
+#: Knowledge backends a second process can open by URL. Add a name here to run the test on it: a name in
+#: ``LOCAL_URLS`` uses a file or directory in the test's directory, ``pgvector`` the session's server, any
+#: other name the URL in ``STOREBRIDGE_TEST_<NAME>_URL``. Not here: qdrant's local mode and milvus-lite, which
+#: lock their directory/file to one process while the parent still holds it open.
+PROCESS_BACKENDS = ["sqlite", "lancedb", "chroma", "pgvector"]
 DIMENSION = 64
 
 CHILD = """
@@ -380,13 +382,26 @@ DOCUMENTS = [
 ]
 
 
-def process_url(name: str, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'knowledge.db'}" if name == "sqlite" else engine_url(name)
+#: Embedded backends: a URL over a file or directory in the test's directory.
+LOCAL_URLS = {
+    "sqlite": "sqlite:///{}/knowledge.db",
+    "lancedb": "lancedb:///{}/lance",
+    "chroma": "chroma:///{}/chroma",
+}
+
+
+def process_url(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if name in LOCAL_URLS:
+        return LOCAL_URLS[name].format(tmp_path)
+    if name == "pgvector":  # the session's server (``tests/servers/pgvector.py``)
+        url = str(request.getfixturevalue("pgvector_server").url)
+        return "postgresql+pgvector://" + url.split("://", 1)[1]
+    return engine_url(name)
 
 
 @pytest.mark.parametrize("backend", PROCESS_BACKENDS)
-def test_index_reopened_in_a_new_process(backend: str, tmp_path: Path) -> None:
-    url = process_url(backend, tmp_path)
+def test_index_reopened_in_a_new_process(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = process_url(backend, tmp_path, request)
     collection = storebridge.testing.unique("li_")
     store = storebridge.connect(url, kind="knowledge")
     embed = StorebridgeEmbedding(storebridge.HashEmbedder(DIMENSION))

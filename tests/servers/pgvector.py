@@ -154,6 +154,26 @@ def _stop(process: subprocess.Popen[bytes], bin_dir: Path, data: Path, ids: tupl
     process.wait()
 
 
+def drop_prefix(server: PgVectorServer, prefix: str) -> None:
+    """Drop every table a test's stores made (collections, their document tables, schema_versions)."""
+    tables = [row[0] for row in server.execute(
+        "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, %s)",
+        (prefix,))]
+    if tables:
+        server.execute("DROP TABLE IF EXISTS " + ", ".join('"' + t.replace('"', '""') + '"' for t in tables))
+
+
+def knowledge_store_factory(server: PgVectorServer, request: pytest.FixtureRequest, stem: str = "kv",
+                            **options: Any) -> Callable[[], Any]:
+    """New ``PgVectorKnowledgeStore`` objects over one fresh table prefix, dropped after the test."""
+    from storebridge.adapters.pgvector import PgVectorKnowledgeStore
+    from tests.engines import unique_prefix
+
+    prefix = unique_prefix(stem)
+    request.addfinalizer(lambda: drop_prefix(server, prefix))
+    return lambda: PgVectorKnowledgeStore(server.url, table_prefix=prefix, max_size=4, **options)
+
+
 _shared: PgVectorServer | None = None
 _users = 0
 
@@ -179,4 +199,5 @@ def pgvector_server() -> Iterator[PgVectorServer]:
             _shared = None
 
 
-__all__ = ["URL_VARIABLE", "PgVectorServer", "pgvector_server", "start_pgvector_server"]
+__all__ = ["URL_VARIABLE", "PgVectorServer", "drop_prefix", "knowledge_store_factory", "pgvector_server",
+           "start_pgvector_server"]
