@@ -13,7 +13,6 @@ says so. ``register(..., replace=True)`` is the explicit way to override a name 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -68,6 +67,8 @@ class BackendSpec:
 
     def missing_requirements(self) -> list[str]:
         """Client libraries this backend needs that are not installed (checked without importing them)."""
+        import importlib.util  # only when a backend is looked up: keeps `import storebridge` light
+
         missing = []
         for module in self.requires:
             try:
