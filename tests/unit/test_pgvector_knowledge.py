@@ -305,8 +305,13 @@ def test_hnsw_recall(make_store: Any, pgvector_server: PgVectorServer,  # noqa: 
         got_f = store.search("recall", q.tolist(), k=10, filter={"even": True})
         assert all(h.document.metadata["even"] is True for h in got_f)
         filtered.append(len(set(truth_f) & {h.id for h in got_f}) / 10)
-    time.sleep(2.0)  # backends flush their statistics to pg_stat_* at most once a second, when idle
+    # Backends flush their statistics to pg_stat_* at transaction end at most once a second, and an idle
+    # pooled connection only after up to 10 s: poll rather than guess.
+    deadline = time.monotonic() + 15.0
     after = index_scans()
+    while after <= before and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = index_scans()
     assert after > before, f"the approximate searches use the index ({before} -> {after} scans)"
     print(f"pgvector HNSW recall@10 ({distance.value}): {np.mean(recalls):.3f}, filtered {np.mean(filtered):.3f}")
     assert float(np.mean(recalls)) >= 0.98
