@@ -42,32 +42,28 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import threading
 import uuid
 import weakref
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
+from storebridge.engine import Candidate, EngineKnowledgeStore
 from storebridge.errors import (
-    AlreadyExistsError,
-    CollectionNotFoundError,
     ConfigurationError,
-    NotSupportedError,
     OperationFailedError,
     StorebridgeError,
-    StoreClosedError,
     ValidationError,
 )
 from storebridge.filters import (
     ALL_OPS,
     And,
     Comparison,
+    Filter,
     FilterLike,
     Not,
     Op,
@@ -76,21 +72,12 @@ from storebridge.filters import (
     require_operators,
 )
 from storebridge.filters import validate_key as _validate_key
-from storebridge.identifiers import validate_collection_name
-from storebridge.knowledge import KnowledgeCapabilities, KnowledgeStore, Vector
-from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
+from storebridge.knowledge import KnowledgeCapabilities
+from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets, parse_url
 from storebridge.vectors import (
-    batches,
-    check_documents,
-    embedding_matrix,
-    exact_scores,
-    id_list,
     metadata_json,
-    positive_int,
-    query_vectors,
     stable_uuid,
-    storable_text,
 )
 
 try:  # imported lazily by the registry; the module needs the client
@@ -101,8 +88,6 @@ except ImportError as exc:  # pragma: no cover - the registry checks first
 
 #: Points written per upsert call.
 WRITE_BATCH = 256
-#: Candidates fetched beyond k and re-scored exactly, so float32 rounding cannot reorder the boundary.
-_RERANK_MARGIN = 16
 _ID = "_sb_id"
 _CONTENT = "_sb_content"
 _SOURCE = "_sb_source"
@@ -287,6 +272,11 @@ def compile_filter(spec: FilterLike) -> Any:
     """A ``qm.Filter``, ``None`` (no filter) or ``False`` (matches nothing, Qdrant need not be asked)."""
     tree = parse_filter(spec)
     require_operators(tree, QdrantKnowledgeStore.capabilities.filter_operators, backend="qdrant")
+    return compile_tree(tree)
+
+
+def compile_tree(tree: Filter | None) -> Any:
+    """:func:`compile_filter` of a parsed tree whose operators are checked."""
     if tree is None:
         return None
     compiled = _compile(tree)
@@ -304,7 +294,7 @@ def _with_ids(compiled: Any, point_ids: list[Any]) -> Any:
 
 # -- the store ------------------------------------------------------------------------------------------------
 
-class QdrantKnowledgeStore(KnowledgeStore):
+class QdrantKnowledgeStore(EngineKnowledgeStore):
     """Knowledge collections in Qdrant: local mode (a directory or ``:memory:``) or a server."""
 
     backend_name = "qdrant"
@@ -319,6 +309,7 @@ class QdrantKnowledgeStore(KnowledgeStore):
         notes=("local mode is exact (brute force); a Qdrant server uses HNSW",
                "filters on top-level metadata keys; every operator is evaluated by Qdrant"),
     )
+    write_batch = WRITE_BATCH
 
     def __init__(self, url: str | None = None, *, path: str | os.PathLike[str] | None = None,
                  location: str | None = None, api_key: str | None = None, client: QdrantClient | None = None,
@@ -375,6 +366,7 @@ class QdrantKnowledgeStore(KnowledgeStore):
                 self._client = QdrantClient(location=":memory:", **client_options)
                 self.capabilities = _non_persistent()
             else:
+                self._secrets = (api_key,)
                 self._client = QdrantClient(url=location, api_key=api_key, **client_options)
                 self._where = mask_secrets(str(location), api_key)
         except StorebridgeError:
@@ -399,251 +391,108 @@ class QdrantKnowledgeStore(KnowledgeStore):
     # -- plumbing -------------------------------------------------------------------------------------
 
     @contextmanager
-    def _call(self, what: str) -> Iterator[QdrantClient]:
-        if self._closed:
-            raise StoreClosedError(f"the qdrant knowledge store ({self._where}) is closed")
-        try:
-            with self._lock:
-                yield self._client
-        except StorebridgeError:
-            raise
-        except Exception as exc:
-            if self._closed:
-                raise StoreClosedError(f"the qdrant knowledge store ({self._where}) is closed") from exc
-            raise OperationFailedError(f"qdrant {what} failed on {self._where}: {mask_secrets(exc)}") from exc
-
-    def _info(self, name: str) -> CollectionInfo:
-        with self._call("get_collection") as client:
-            if not client.collection_exists(name):
-                raise CollectionNotFoundError(
-                    f"knowledge collection {name!r} does not exist; create it with create_collection")
-            params = client.get_collection(name).config.params.vectors
-        if not isinstance(params, qm.VectorParams) or params.distance not in _FROM_QDRANT:
-            raise OperationFailedError(f"the Qdrant collection {name!r} was not made by storebridge")
-        return CollectionInfo(name, int(params.size), _FROM_QDRANT[params.distance])
+    def _call(self, what: str) -> Iterator[None]:
+        with super()._call(what), self._lock:  # local mode is not thread-safe: one call at a time
+            yield
 
     def _document(self, point: Any, info: CollectionInfo, with_vector: bool) -> KnowledgeDocument:
         payload = point.payload or {}
         if _ID not in payload:
             raise OperationFailedError(f"a point in {info.name!r} was not written by storebridge (no {_ID})")
-        embedding = self._vector(point, info).tolist() if with_vector else None
+        embedding = self._vector(point).tolist() if with_vector else None
         return KnowledgeDocument(id=payload[_ID], content=payload.get(_CONTENT, ""),
                                  metadata=json.loads(payload.get(_META, "{}")), source_id=payload.get(_SOURCE),
                                  embedding=embedding)
 
     @staticmethod
-    def _vector(point: Any, info: CollectionInfo) -> np.ndarray:
+    def _vector(point: Any) -> np.ndarray:
         payload = point.payload or {}
         if _VEC in payload:
             return np.frombuffer(base64.b64decode(payload[_VEC]), dtype="<f4").astype(np.float32)
         return np.asarray(point.vector, dtype=np.float32)
 
-    # -- collections ----------------------------------------------------------------------------------
+    # -- engine primitives ------------------------------------------------------------------------------
 
-    def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
-                          exist_ok: bool = True) -> CollectionInfo:
-        name = validate_collection_name(name)
-        dimension = positive_int(dimension, "dimension")
-        metric = Distance.parse(distance)
-        if metric not in self.capabilities.distances:
-            raise NotSupportedError(f"the qdrant backend does not support the {metric.value!r} distance")
-        wanted = CollectionInfo(name, dimension, metric)
-        try:
-            existing = self._info(name)
-        except CollectionNotFoundError:
-            with self._call("create_collection") as client:
-                client.create_collection(name, vectors_config=qm.VectorParams(size=dimension,
-                                                                              distance=_DISTANCES[metric]))
-            return wanted
-        if not exist_ok:
-            raise AlreadyExistsError(f"knowledge collection {name!r} exists already; pass exist_ok=True to reuse it")
-        if existing != wanted:
-            raise AlreadyExistsError(
-                f"knowledge collection {name!r} exists with dimension {existing.dimension} and distance "
-                f"{existing.distance.value!r}, not {dimension} and {metric.value!r}; drop it or use another name")
-        return existing
+    def _engine_describe(self, name: str) -> CollectionInfo | None:
+        if not self._client.collection_exists(name):
+            return None
+        params = self._client.get_collection(name).config.params.vectors
+        if not isinstance(params, qm.VectorParams) or params.distance not in _FROM_QDRANT:
+            raise OperationFailedError(f"the Qdrant collection {name!r} was not made by storebridge")
+        return CollectionInfo(name, int(params.size), _FROM_QDRANT[params.distance])
 
-    def get_collection(self, name: str) -> CollectionInfo:
-        return self._info(validate_collection_name(name))
+    def _engine_create(self, info: CollectionInfo) -> None:
+        self._client.create_collection(info.name, vectors_config=qm.VectorParams(
+            size=info.dimension, distance=_DISTANCES[info.distance]))
 
-    def list_collections(self) -> list[str]:
-        with self._call("list_collections") as client:
-            return sorted(c.name for c in client.get_collections().collections)
+    def _engine_drop(self, name: str) -> None:
+        self._client.delete_collection(name)
 
-    def drop_collection(self, name: str) -> bool:
-        name = validate_collection_name(name)
-        with self._call("drop_collection") as client:
-            if not client.collection_exists(name):
-                return False
-            client.delete_collection(name)
-        return True
+    def _engine_names(self) -> list[str]:
+        return [c.name for c in self._client.get_collections().collections]
 
-    # -- writes ---------------------------------------------------------------------------------------
+    def _engine_existing(self, info: CollectionInfo, ids: list[str]) -> list[str]:
+        points = self._client.retrieve(info.name, ids=[stable_uuid(i) for i in ids], with_payload=[_ID],
+                                       with_vectors=False)
+        return [str((p.payload or {}).get(_ID)) for p in points]
 
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=False)
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=True)
-
-    def _write(self, collection: str, documents: Iterable[KnowledgeDocument], *, replace: bool) -> list[str]:
-        name = validate_collection_name(collection)
-        if isinstance(documents, (KnowledgeDocument, str, bytes)) or not isinstance(documents, Iterable):
-            raise ValidationError(f"documents must be a list of KnowledgeDocument, got {type(documents).__name__}")
-        info = self._info(name)
-        ids: list[str] = []
-        if isinstance(documents, Sequence):
-            # all or nothing for a sequence: validate and check every document before the first write
-            docs = list(documents)
-            prepared = [self._points(group, info) for group in batches(docs, WRITE_BATCH)]
-            if not replace:
-                self._refuse_duplicates(name, docs)
-            for points in prepared:
-                self._upsert(name, points)
-            return [doc.id for doc in docs]
-        for group in batches(documents, WRITE_BATCH):
-            points = self._points(group, info)
-            if not replace:
-                self._refuse_duplicates(name, group)
-            self._upsert(name, points)
-            ids.extend(doc.id for doc in group)
-        return ids
-
-    def _points(self, documents: list[KnowledgeDocument], info: CollectionInfo) -> list[Any]:
-        check_documents(documents)
-        for doc in documents:
-            if not isinstance(doc.id, str):
-                raise ValidationError(f"document ids are strings, got {doc.id!r}")
-            storable_text(doc.id, f"document id {doc.id!r}")  # JSON payloads are UTF-8 on a server
-            storable_text(doc.content, f"content of document {doc.id!r}")
-            if doc.source_id is not None:
-                storable_text(doc.source_id, f"source_id of document {doc.id!r}")
-        matrix = embedding_matrix(documents, info.dimension, info.distance)
+    def _engine_write(self, info: CollectionInfo, documents: list[KnowledgeDocument], vectors: np.ndarray) -> None:
         points = []
-        for doc, row in zip(documents, matrix):
-            if info.distance is Distance.COSINE:
+        for doc, row in zip(documents, vectors, strict=True):
+            if info.distance is Distance.COSINE:  # Qdrant keeps cosine vectors normalised: keep the original too
                 wide = row.astype(np.float64)
-                unit = (wide / np.linalg.norm(wide)).astype(np.float32)
-                vector, original = unit.tolist(), row
+                vector, original = (wide / np.linalg.norm(wide)).astype(np.float32).tolist(), row
             else:
                 vector, original = row.tolist(), None
             points.append(qm.PointStruct(id=stable_uuid(doc.id), vector=vector, payload=_payload(doc, original)))
-        return points
+        self._client.upsert(info.name, points=points, wait=True)
 
-    def _refuse_duplicates(self, name: str, documents: Sequence[KnowledgeDocument]) -> None:
-        repeated = [doc_id for doc_id, n in Counter(doc.id for doc in documents).items() if n > 1]
-        if repeated:
-            raise AlreadyExistsError(
-                f"document id(s) {repeated[:5]} appear twice in one insert; nothing of the batch was written")
-        existing: list[str] = []
-        for group in batches([stable_uuid(doc.id) for doc in documents], WRITE_BATCH):
-            with self._call("retrieve") as client:
-                points = client.retrieve(name, ids=group, with_payload=[_ID], with_vectors=False)
-            existing += [str((p.payload or {}).get(_ID)) for p in points]
-        if existing:
-            raise AlreadyExistsError(
-                f"document id(s) {existing[:5]} exist already in collection {name!r}; use upsert to replace "
-                "them. Nothing of this batch was written")
-
-    def _upsert(self, name: str, points: list[Any]) -> None:
-        with self._call("upsert") as client:
-            client.upsert(name, points=points, wait=True)
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        compiled = compile_filter(filter)
-        wanted = None if ids is None else id_list(ids)
-        self._info(name)
-        if (wanted is None and parse_filter(filter) is None) or compiled is False:
-            return 0
-        if wanted is not None and not wanted:
-            return 0
-        selectors: list[Any] = []
-        if wanted is None:
-            selectors.append(compiled if compiled is not None else qm.Filter())
-        else:
-            for group in batches(list(dict.fromkeys(stable_uuid(i) for i in wanted)), WRITE_BATCH):
-                selectors.append(_with_ids(compiled, group))
-        removed = 0
-        for selector in selectors:
-            with self._call("delete") as client:
-                found = client.count(name, count_filter=selector, exact=True).count
-                if found:
-                    client.delete(name, points_selector=qm.FilterSelector(filter=selector), wait=True)
-            removed += found
-        return removed
-
-    # -- reads ----------------------------------------------------------------------------------------
-
-    def search(self, collection: str, vector: Vector, *, k: int = 10, filter: FilterLike = None,
-               score_threshold: float | None = None, include_embeddings: bool = False) -> list[SearchHit]:
-        name = validate_collection_name(collection)
-        k = positive_int(k, "k")
-        compiled = compile_filter(filter)
-        if score_threshold is not None and (isinstance(score_threshold, bool)
-                                            or not isinstance(score_threshold, (int, float))
-                                            or math.isnan(score_threshold)):
-            raise ValidationError(f"score_threshold must be a number or None, got {score_threshold!r}")
-        info = self._info(name)
-        q64, q32 = query_vectors(vector, info.dimension, info.distance)
-        if compiled is False:
-            return []
-        with self._call("search") as client:
-            points = client.query_points(name, query=q32.tolist(), query_filter=compiled, limit=k + _RERANK_MARGIN,
-                                         with_payload=True, with_vectors=True).points
-        if not points:
-            return []
-        stored = np.stack([self._vector(p, info) for p in points])
-        raw, scores = exact_scores(info.distance, stored, q64)
-        ids = [str((p.payload or {}).get(_ID)) for p in points]
-        order = sorted(range(len(points)), key=lambda i: (-scores[i], ids[i]))[:k]  # ties: by id
-        if score_threshold is not None:
-            order = [i for i in order if scores[i] >= score_threshold]
-        return [SearchHit(self._document(points[i], info, include_embeddings), float(scores[i]), float(raw[i]))
-                for i in order]
-
-    def get(self, collection: str, ids: Sequence[str], *, include_embeddings: bool = True) -> list[KnowledgeDocument]:
-        name = validate_collection_name(collection)
-        wanted = id_list(ids)
-        info = self._info(name)
-        found: dict[str, KnowledgeDocument] = {}
-        for group in batches(list(dict.fromkeys(stable_uuid(i) for i in wanted)), WRITE_BATCH):
-            with self._call("retrieve") as client:
-                points = client.retrieve(name, ids=group, with_payload=True, with_vectors=include_embeddings)
-            for point in points:
-                doc = self._document(point, info, include_embeddings)
-                found[doc.id] = doc
-        return [found[i] for i in wanted if i in found]
-
-    def count(self, collection: str, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        compiled = compile_filter(filter)
-        self._info(name)
+    def _engine_delete(self, info: CollectionInfo, ids: list[str] | None, where: Filter | None) -> int:
+        compiled = compile_tree(where)
         if compiled is False:
             return 0
-        with self._call("count") as client:
-            return int(client.count(name, count_filter=compiled, exact=True).count)
+        selector = qm.Filter() if compiled is None else compiled
+        if ids is not None:
+            selector = _with_ids(compiled, [stable_uuid(i) for i in ids])
+        found = self._client.count(info.name, count_filter=selector, exact=True).count
+        if found:
+            self._client.delete(info.name, points_selector=qm.FilterSelector(filter=selector), wait=True)
+        return int(found)
 
-    def scroll(self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: FilterLike = None,
-               include_embeddings: bool = True) -> DocumentPage:
-        name = validate_collection_name(collection)
-        limit = positive_int(limit, "limit")
-        compiled = compile_filter(filter)
+    def _engine_nearest(self, info: CollectionInfo, query: np.ndarray, limit: int,
+                        where: Filter | None) -> list[Candidate]:
+        compiled = compile_tree(where)
+        if compiled is False:
+            return []
+        points = self._client.query_points(info.name, query=query.tolist(), query_filter=compiled, limit=limit,
+                                           with_payload=True, with_vectors=True).points
+        return [Candidate(self._document(p, info, False), self._vector(p)) for p in points]
+
+    def _engine_get(self, info: CollectionInfo, ids: list[str], with_vectors: bool) -> list[KnowledgeDocument]:
+        points = self._client.retrieve(info.name, ids=[stable_uuid(i) for i in ids], with_payload=True,
+                                       with_vectors=with_vectors)
+        return [self._document(p, info, with_vectors) for p in points]
+
+    def _engine_count(self, info: CollectionInfo, where: Filter | None) -> int:
+        compiled = compile_tree(where)
+        if compiled is False:
+            return 0
+        return int(self._client.count(info.name, count_filter=compiled, exact=True).count)
+
+    def _engine_page(self, info: CollectionInfo, limit: int, cursor: str | None, where: Filter | None,
+                     with_vectors: bool) -> DocumentPage:
         offset: str | None = None
         if cursor is not None:
             try:
-                offset = str(uuid.UUID(cursor)) if isinstance(cursor, str) else None
+                offset = str(uuid.UUID(cursor))
             except ValueError:
-                offset = None
-            if offset is None:
                 raise ValidationError(f"invalid scroll cursor {cursor!r}; pass the next_cursor of the previous page")
-        info = self._info(name)
+        compiled = compile_tree(where)
         if compiled is False:
             return DocumentPage([], None)
-        with self._call("scroll") as client:
-            points, next_offset = client.scroll(name, scroll_filter=compiled, limit=limit, offset=offset,
-                                                with_payload=True, with_vectors=include_embeddings)
-        docs = [self._document(p, info, include_embeddings) for p in points]
+        points, next_offset = self._client.scroll(info.name, scroll_filter=compiled, limit=limit, offset=offset,
+                                                  with_payload=True, with_vectors=with_vectors)
+        docs = [self._document(p, info, with_vectors) for p in points]
         return DocumentPage(docs, None if next_offset is None else str(next_offset))
 
 
