@@ -48,52 +48,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import os
 import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from storebridge.engine import Candidate, EngineKnowledgeStore, reconcile_collection
 from storebridge.errors import (
-    AlreadyExistsError,
     CollectionNotFoundError,
     ConfigurationError,
     ConnectionFailedError,
-    NotSupportedError,
     OperationFailedError,
     StorebridgeError,
-    StoreClosedError,
     ValidationError,
 )
 from storebridge.filters import (
     ALL_OPS,
     And,
     Comparison,
-    FilterLike,
+    Filter,
     Op,
     Or,
     matcher,
-    parse_filter,
-    require_operators,
 )
-from storebridge.identifiers import validate_collection_name
-from storebridge.knowledge import KnowledgeCapabilities, KnowledgeStore, Vector
-from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
+from storebridge.knowledge import KnowledgeCapabilities
+from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets, parse_url
 from storebridge.vectors import (
     BATCH_SIZE,
     batches,
-    check_documents,
-    embedding_matrix,
-    exact_scores,
-    id_list,
     metadata_json,
-    positive_int,
-    query_vectors,
     storable_text,
 )
 
@@ -104,8 +90,6 @@ _DIMENSION = "sb:dimension"
 _DISTANCE = "sb:distance"
 _VECTOR = "sb:vector"
 _SPACE = {Distance.COSINE: "cosine", Distance.L2: "l2", Distance.DOT: "ip"}
-#: Candidates fetched from HNSW beyond k, re-ranked exactly.
-_MARGIN = 32
 _EF = 256
 #: Rows read per ``get`` page when filtering client-side.
 _PAGE = 1000
@@ -174,8 +158,11 @@ class _Handle:
         self.info = info
 
 
-class ChromaKnowledgeStore(KnowledgeStore):
+class ChromaKnowledgeStore(EngineKnowledgeStore):
     """Knowledge collections in Chroma (embedded ``PersistentClient`` or a server via ``HttpClient``)."""
+
+    #: Candidates fetched from HNSW beyond k, re-ranked exactly.
+    rerank_margin = 32
 
     backend_name = "chroma"
     capabilities = KnowledgeCapabilities(
@@ -197,13 +184,14 @@ class ChromaKnowledgeStore(KnowledgeStore):
                  host: str | None = None, port: int | None = None, ssl: bool | None = None,
                  headers: dict[str, str] | None = None, client: Any = None) -> None:
         self._closed = False
-        self._lock = threading.Lock()
+        self._handles: dict[str, _Handle] = {}
         self._owns_client = client is None
         self._where = "a given client"
         if client is not None:
             if url is not None or path is not None or host is not None:
                 raise ConfigurationError("pass either client= or a URL / path= / host=, not both")
             self._client = client
+            self._size_batches()
             return
         if url is not None:
             parsed = parse_url(url)
@@ -245,6 +233,12 @@ class ChromaKnowledgeStore(KnowledgeStore):
             raise
         except Exception as exc:
             raise ConnectionFailedError(f"cannot open Chroma at {mask_secrets(self._where)}: {mask_secrets(exc)}") from exc
+        self._size_batches()
+
+    def _size_batches(self) -> None:
+        """Writes go in batches of at most 1000 and of the client's ``max_batch_size``."""
+        with self._call("get_max_batch_size"):
+            self.write_batch = max(1, min(BATCH_SIZE, int(self._client.get_max_batch_size())))
 
     def __repr__(self) -> str:
         return f"ChromaKnowledgeStore({mask_secrets(self._where)!r})"
@@ -256,39 +250,28 @@ class ChromaKnowledgeStore(KnowledgeStore):
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        if self._closed:
-            raise StoreClosedError("the Chroma knowledge store is closed")
-        try:
-            yield
-        except StorebridgeError:
-            raise
-        except Exception as exc:
-            if self._closed:
-                raise StoreClosedError("the Chroma knowledge store is closed") from exc
-            if type(exc).__name__ in ("ConnectError", "ConnectionError", "ConnectTimeout"):
-                raise ConnectionFailedError(f"Chroma at {mask_secrets(self._where)} is unreachable: {exc}") from exc
-            raise OperationFailedError(f"Chroma {what} failed: {mask_secrets(exc)}") from exc
+    def _translate_error(self, exc: Exception, what: str) -> StorebridgeError:
+        if type(exc).__name__ in ("ConnectError", "ConnectionError", "ConnectTimeout"):
+            return ConnectionFailedError(f"Chroma at {mask_secrets(self._where)} is unreachable: {mask_secrets(exc)}")
+        return OperationFailedError(f"Chroma {what} failed: {mask_secrets(exc)}")
 
     def _handle(self, name: str) -> _Handle:
         """The Chroma collection for our validated name; ``CollectionNotFoundError`` if missing."""
         from chromadb.errors import NotFoundError
 
-        with self._errors("get_collection"):
-            try:
-                collection = self._client.get_collection(chroma_collection_name(name), embedding_function=None)
-            except (NotFoundError, ValueError) as exc:
-                if isinstance(exc, NotFoundError) or "does not exist" in str(exc):
-                    raise CollectionNotFoundError(
-                        f"knowledge collection {name!r} does not exist; create it with create_collection"
-                    ) from None
-                raise
-            meta = collection.metadata or {}
-            if meta.get(_NAME) != name:
-                raise OperationFailedError(f"the Chroma collection {collection.name!r} was not made by storebridge "
-                                           f"for {name!r}")
-            return _Handle(collection, CollectionInfo(name, int(meta[_DIMENSION]), Distance(meta[_DISTANCE])))
+        try:
+            collection = self._client.get_collection(chroma_collection_name(name), embedding_function=None)
+        except (NotFoundError, ValueError) as exc:
+            if isinstance(exc, NotFoundError) or "does not exist" in str(exc):
+                raise CollectionNotFoundError(
+                    f"knowledge collection {name!r} does not exist; create it with create_collection"
+                ) from None
+            raise
+        meta = collection.metadata or {}
+        if meta.get(_NAME) != name:
+            raise OperationFailedError(f"the Chroma collection {collection.name!r} was not made by storebridge "
+                                       f"for {name!r}")
+        return _Handle(collection, CollectionInfo(name, int(meta[_DIMENSION]), Distance(meta[_DISTANCE])))
 
     @staticmethod
     def _vector(meta: dict[str, Any] | None, embedding: Any) -> np.ndarray:
@@ -308,23 +291,17 @@ class ChromaKnowledgeStore(KnowledgeStore):
             embedding=cls._vector(meta, embedding).tolist() if with_embedding else None,
         )
 
-    def _compile(self, filter: FilterLike) -> tuple[Any, dict[str, Any] | None, Callable[[dict[str, Any]], bool] | None]:
-        tree = parse_filter(filter)
-        require_operators(tree, self.capabilities.filter_operators, backend="chroma",
-                          nested_keys=self.capabilities.nested_keys)
-        if tree is None:
-            return None, None, None
-        return tree, _string_prefilter(tree), matcher(tree)
-
-    def _scan(self, handle: _Handle, where: dict[str, Any] | None, check: Callable[[dict[str, Any]], bool] | None,
-              include: list[str], start: int = 0) -> Iterator[tuple[int, str, dict[str, Any], Any, Any, Any]]:
+    def _scan(self, collection: Any, where: Filter | None, include: list[str],
+              start: int = 0) -> Iterator[tuple[int, str, dict[str, Any], Any, Any, Any]]:
         """``(position, id, user metadata, chroma metadata, document, embedding)`` of every document
-        matching, in Chroma's stable order, from raw position ``start`` on."""
+        matching ``where`` (exactly, by the reference evaluator, after Chroma's string pre-filter), in
+        Chroma's stable order, from raw position ``start`` on."""
+        prefilter = None if where is None else _string_prefilter(where)
+        check = None if where is None else matcher(where)
         fields = sorted(set(include) | {"metadatas"})
         offset = start
         while True:
-            with self._errors("get"):
-                page = handle.collection.get(where=where, limit=_PAGE, offset=offset, include=fields)
+            page = collection.get(where=prefilter, limit=_PAGE, offset=offset, include=fields)
             ids = page["ids"]
             if not ids:
                 return
@@ -341,248 +318,122 @@ class ChromaKnowledgeStore(KnowledgeStore):
                 return
             offset += len(ids)
 
-    # -- collections ----------------------------------------------------------------------------------
+    def _collection(self, info: CollectionInfo) -> Any:
+        """The Chroma collection object the last describe of ``info.name`` found."""
+        handle = self._handles.get(info.name)
+        if handle is None:  # pragma: no cover - every public method describes first
+            raise CollectionNotFoundError(f"knowledge collection {info.name!r} does not exist")
+        return handle.collection
 
-    def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
-                          exist_ok: bool = True) -> CollectionInfo:
-        name = validate_collection_name(name)
-        dimension = positive_int(dimension, "dimension")
-        metric = Distance.parse(distance)
-        if metric not in self.capabilities.distances:
-            raise NotSupportedError(f"the chroma backend does not support the {metric.value!r} distance")
-        wanted = CollectionInfo(name, dimension, metric)
+    # -- engine primitives ------------------------------------------------------------------------------
+
+    def _engine_describe(self, name: str) -> CollectionInfo | None:
         try:
-            existing = self._handle(name).info
+            handle = self._handle(name)
         except CollectionNotFoundError:
-            metadata = {"hnsw:space": _SPACE[metric], "hnsw:search_ef": _EF, "hnsw:construction_ef": _EF,
-                        _NAME: name, _DIMENSION: dimension, _DISTANCE: metric.value}
-            with self._errors("create_collection"):
-                self._client.get_or_create_collection(chroma_collection_name(name), metadata=metadata,
-                                                       embedding_function=None)
-            existing = self._handle(name).info  # another writer may have won the race
-            if existing == wanted:
-                return wanted
-        if not exist_ok:
-            raise AlreadyExistsError(f"knowledge collection {name!r} exists already; pass exist_ok=True to reuse it")
-        if existing != wanted:
-            raise AlreadyExistsError(
-                f"knowledge collection {name!r} exists with dimension {existing.dimension} and distance "
-                f"{existing.distance.value!r}, not {dimension} and {metric.value!r}; drop it or use another name"
-            )
-        return existing
+            self._handles.pop(name, None)
+            return None
+        self._handles[name] = handle
+        return handle.info
 
-    def get_collection(self, name: str) -> CollectionInfo:
-        return self._handle(validate_collection_name(name)).info
+    def _engine_create(self, info: CollectionInfo) -> None:
+        metadata = {"hnsw:space": _SPACE[info.distance], "hnsw:search_ef": _EF, "hnsw:construction_ef": _EF,
+                    _NAME: info.name, _DIMENSION: info.dimension, _DISTANCE: info.distance.value}
+        self._client.get_or_create_collection(chroma_collection_name(info.name), metadata=metadata,
+                                              embedding_function=None)
+        existing = self._engine_describe(info.name)  # another writer may have won the race
+        if existing is not None and existing != info:
+            reconcile_collection(existing, info, exist_ok=True)
 
-    def list_collections(self) -> list[str]:
-        with self._errors("list_collections"):
-            collections = self._client.list_collections()
+    def _engine_drop(self, name: str) -> None:
+        from chromadb.errors import NotFoundError
+
+        try:
+            self._client.delete_collection(chroma_collection_name(name))
+        except NotFoundError:
+            pass  # dropped by another writer since we looked: the outcome is the same
+        self._handles.pop(name, None)
+
+    def _engine_names(self) -> list[str]:
         names = []
-        for collection in collections:
+        for collection in self._client.list_collections():
             meta = getattr(collection, "metadata", None) or {}
             ours = meta.get(_NAME)
             if isinstance(ours, str) and collection.name == chroma_collection_name(ours):
                 names.append(ours)
-        return sorted(names)
+        return names
 
-    def drop_collection(self, name: str) -> bool:
-        name = validate_collection_name(name)
-        try:
-            self._handle(name)
-        except CollectionNotFoundError:
-            return False
-        from chromadb.errors import NotFoundError
+    def _engine_existing(self, info: CollectionInfo, ids: list[str]) -> list[str]:
+        return list(self._collection(info).get(ids=ids, include=[])["ids"])
 
-        with self._errors("delete_collection"):
-            try:
-                self._client.delete_collection(chroma_collection_name(name))
-            except NotFoundError:
-                return False
-        return True
+    def _engine_write(self, info: CollectionInfo, documents: list[KnowledgeDocument], vectors: np.ndarray) -> None:
+        cosine = info.distance is Distance.COSINE
+        self._collection(info).upsert(
+            ids=[doc.id for doc in documents], embeddings=vectors, documents=[doc.content for doc in documents],
+            metadatas=[_index_metadata(doc, vector if cosine else None) for doc, vector in zip(documents, vectors)])
 
-    # -- writes ---------------------------------------------------------------------------------------
-
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=False)
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=True)
-
-    def _write(self, name: str, documents: Iterable[KnowledgeDocument], *, replace: bool) -> list[str]:
-        name = validate_collection_name(name)
-        if isinstance(documents, (KnowledgeDocument, str, bytes)) or not isinstance(documents, Iterable):
-            raise ValidationError(f"documents must be a list of KnowledgeDocument, got {type(documents).__name__}")
-        handle = self._handle(name)
-        with self._errors("get_max_batch_size"):
-            size = max(1, min(BATCH_SIZE, int(self._client.get_max_batch_size())))
-        if isinstance(documents, Sequence):
-            docs = list(documents)
-            prepared = [self._prepare(batch, handle, replace=replace) for batch in batches(docs, size)]
-            if not replace:
-                self._refuse_existing(handle, docs)
-            groups: Iterable[tuple[list[KnowledgeDocument], tuple[Any, ...]]] = zip(batches(docs, size), prepared)
+    def _engine_delete(self, info: CollectionInfo, ids: list[str] | None, where: Filter | None) -> int:
+        collection = self._collection(info)
+        check = None if where is None else matcher(where)
+        if ids is not None:
+            page = collection.get(ids=ids, include=["metadatas"])
+            doomed = [doc_id for doc_id, meta in zip(page["ids"], page["metadatas"] or [])
+                      if check is None or check(json.loads((meta or {}).get(_META, "{}")))]
         else:
-            groups = ((batch, self._prepare(batch, handle, replace=replace)) for batch in batches(documents, size))
-        ids: list[str] = []
-        for batch, rows in groups:
-            if not replace and not isinstance(documents, Sequence):
-                self._refuse_existing(handle, batch)
-            with self._errors("upsert" if replace else "add"):
-                (handle.collection.upsert if replace else handle.collection.add)(
-                    ids=rows[0], embeddings=rows[1], metadatas=rows[2], documents=rows[3])
-            ids.extend(doc.id for doc in batch)
-        return ids
-
-    @staticmethod
-    def _prepare(batch: list[KnowledgeDocument], handle: _Handle, *, replace: bool) -> tuple[Any, ...]:
-        check_documents(batch)
-        vectors = embedding_matrix(batch, handle.info.dimension, handle.info.distance)
-        ids = [storable_text(doc.id, f"document id {doc.id!r}") for doc in batch]
-        for doc_id in ids:
-            if not doc_id:
-                raise ValidationError("Chroma does not accept an empty document id")
-        repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
-        if repeated:
-            if not replace:
-                raise AlreadyExistsError(
-                    f"document id(s) {repeated[:5]} appear twice in one insert; nothing of the batch was written")
-            # upsert: the last one wins, as with any upsert applied in order
-            last = {doc_id: i for i, doc_id in enumerate(ids)}
-            keep = sorted(last.values())
-            batch = [batch[i] for i in keep]
-            vectors = vectors[keep]
-            ids = [ids[i] for i in keep]
-        cosine = handle.info.distance is Distance.COSINE
-        metas = [_index_metadata(doc, vector if cosine else None) for doc, vector in zip(batch, vectors)]
-        contents = [storable_text(doc.content, f"content of document {doc.id!r}") for doc in batch]
-        return ids, vectors, metas, contents
-
-    def _refuse_existing(self, handle: _Handle, documents: Sequence[KnowledgeDocument]) -> None:
-        ids = [doc.id for doc in documents]
-        counts: dict[str, int] = {}
-        for doc_id in ids:
-            counts[doc_id] = counts.get(doc_id, 0) + 1
-        repeated = [i for i, n in counts.items() if n > 1]
-        if repeated:
-            raise AlreadyExistsError(
-                f"document id(s) {repeated[:5]} appear twice in one insert; nothing of the batch was written")
-        existing: list[str] = []
-        for chunk in batches(list(counts), _PAGE):
-            with self._errors("get"):
-                existing += handle.collection.get(ids=chunk, include=[])["ids"]
-        if existing:
-            raise AlreadyExistsError(
-                f"document id(s) {existing[:5]} exist already in collection {handle.info.name!r}; use upsert to "
-                "replace them. Nothing of this batch was written"
-            )
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        tree, where, check = self._compile(filter)
-        wanted = None if ids is None else list(dict.fromkeys(id_list(ids)))
-        handle = self._handle(name)
-        if wanted is None and tree is None:
-            return 0
-        doomed: list[str] = []
-        if wanted is not None:
-            for chunk in batches(wanted, _PAGE):
-                with self._errors("get"):
-                    page = handle.collection.get(ids=chunk, include=["metadatas"])
-                for doc_id, meta in zip(page["ids"], page["metadatas"] or []):
-                    if check is None or check(json.loads((meta or {}).get(_META, "{}"))):
-                        doomed.append(doc_id)
-        else:
-            doomed = [row[1] for row in self._scan(handle, where, check, [])]
+            doomed = [row[1] for row in self._scan(collection, where, [])]
         for chunk in batches(doomed, _PAGE):
-            with self._errors("delete"):
-                handle.collection.delete(ids=chunk)
+            collection.delete(ids=chunk)
         return len(doomed)
 
-    # -- reads ----------------------------------------------------------------------------------------
-
-    def search(self, collection: str, vector: Vector, *, k: int = 10, filter: FilterLike = None,
-               score_threshold: float | None = None, include_embeddings: bool = False) -> list[SearchHit]:
-        name = validate_collection_name(collection)
-        k = positive_int(k, "k")
-        tree, where, check = self._compile(filter)
-        if score_threshold is not None and (isinstance(score_threshold, bool)
-                                            or not isinstance(score_threshold, (int, float))
-                                            or math.isnan(score_threshold)):
-            raise ValidationError(f"score_threshold must be a number or None, got {score_threshold!r}")
-        handle = self._handle(name)
-        info = handle.info
-        q64, _ = query_vectors(vector, info.dimension, info.distance)
-        with self._errors("count"):
-            total = handle.collection.count()
+    def _engine_nearest(self, info: CollectionInfo, query: np.ndarray, limit: int,
+                        where: Filter | None) -> list[Candidate]:
+        collection = self._collection(info)
+        total = collection.count()
         if total == 0:
             return []
-        rows: list[tuple[str, str, Any, Any]] = []  # id, content, chroma metadata, embedding
-        if tree is not None or k + _MARGIN >= total:
-            rows = [(r[1], r[4], r[3], r[5]) for r in self._scan(handle, where, check, ["documents", "embeddings"])]
+        if where is not None or limit >= total:  # exact over every (matching) document
+            rows = [(r[1], r[4], r[3], r[5]) for r in self._scan(collection, where, ["documents", "embeddings"])]
         else:
-            with self._errors("query"):
-                result = handle.collection.query(query_embeddings=[q64.astype(np.float32)], n_results=k + _MARGIN,
-                                                 include=["documents", "embeddings", "metadatas"])
+            result = collection.query(query_embeddings=[query], n_results=limit,
+                                      include=["documents", "embeddings", "metadatas"])
             rows = list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
                             result["embeddings"][0]))
-        if not rows:
-            return []
-        stored = np.stack([self._vector(r[2], r[3]) for r in rows])
-        raw, scores = exact_scores(info.distance, stored, q64)
-        order = np.lexsort((np.arange(len(rows)), -scores))[:k]
-        if score_threshold is not None:
-            order = order[scores[order] >= score_threshold]
-        return [SearchHit(self._document(rows[i][0], rows[i][1], rows[i][2], rows[i][3],
-                                         with_embedding=include_embeddings),
-                          float(scores[i]), float(raw[i])) for i in order]
+        return [Candidate(self._document(doc_id, content, meta, None, with_embedding=False),
+                          self._vector(meta, embedding)) for doc_id, content, meta, embedding in rows]
 
-    def get(self, collection: str, ids: Sequence[str], *, include_embeddings: bool = True) -> list[KnowledgeDocument]:
-        name = validate_collection_name(collection)
-        wanted = id_list(ids)
-        handle = self._handle(name)
-        found: dict[str, KnowledgeDocument] = {}
-        include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
-        for chunk in batches(list(dict.fromkeys(wanted)), _PAGE):
-            with self._errors("get"):
-                page = handle.collection.get(ids=chunk, include=include)
-            embs = page.get("embeddings") if include_embeddings else None
-            for i, doc_id in enumerate(page["ids"]):
-                found[doc_id] = self._document(doc_id, page["documents"][i], page["metadatas"][i],
-                                               None if embs is None else embs[i], with_embedding=include_embeddings)
-        return [found[doc_id] for doc_id in wanted if doc_id in found]
+    def _engine_get(self, info: CollectionInfo, ids: list[str], with_vectors: bool) -> list[KnowledgeDocument]:
+        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
+        page = self._collection(info).get(ids=ids, include=include)
+        embs = page.get("embeddings") if with_vectors else None
+        return [self._document(doc_id, page["documents"][i], page["metadatas"][i], None if embs is None else embs[i],
+                               with_embedding=with_vectors) for i, doc_id in enumerate(page["ids"])]
 
-    def count(self, collection: str, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        tree, where, check = self._compile(filter)
-        handle = self._handle(name)
-        if tree is None:
-            with self._errors("count"):
-                return int(handle.collection.count())
-        return sum(1 for _ in self._scan(handle, where, check, []))
+    def _engine_count(self, info: CollectionInfo, where: Filter | None) -> int:
+        collection = self._collection(info)
+        if where is None:
+            return int(collection.count())
+        return sum(1 for _ in self._scan(collection, where, []))
 
-    def scroll(self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: FilterLike = None,
-               include_embeddings: bool = True) -> DocumentPage:
+    def _engine_page(self, info: CollectionInfo, limit: int, cursor: str | None, where: Filter | None,
+                     with_vectors: bool) -> DocumentPage:
         """Pages in Chroma's storage order; the cursor is the raw position after the page's last document
         (deleting documents between pages may shift positions: Chroma has no stable keyset order)."""
-        name = validate_collection_name(collection)
-        limit = positive_int(limit, "limit")
         if cursor is None:
             start = 0
-        elif isinstance(cursor, str) and cursor.isascii() and cursor.isdigit():
+        elif cursor.isascii() and cursor.isdigit():
             start = int(cursor)
         else:
             raise ValidationError(f"invalid scroll cursor {cursor!r}; pass the next_cursor of the previous page")
-        _, where, check = self._compile(filter)
-        handle = self._handle(name)
-        include = ["documents"] + (["embeddings"] if include_embeddings else [])
+        include = ["documents"] + (["embeddings"] if with_vectors else [])
         documents: list[KnowledgeDocument] = []
         next_cursor: str | None = None
         last = start
-        for position, doc_id, _user, meta, content, embedding in self._scan(handle, where, check, include, start):
+        for position, doc_id, _user, meta, content, embedding in self._scan(self._collection(info), where, include,
+                                                                              start):
             if len(documents) == limit:
                 next_cursor = str(last)
                 break
-            documents.append(self._document(doc_id, content, meta, embedding, with_embedding=include_embeddings))
+            documents.append(self._document(doc_id, content, meta, embedding, with_embedding=with_vectors))
             last = position + 1
         return DocumentPage(documents, next_cursor)
 
