@@ -40,56 +40,37 @@ here, so each page reads the ids (and metadata) after the cursor and sorts them 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from storebridge.engine import Candidate, EngineKnowledgeStore
 from storebridge.errors import (
-    AlreadyExistsError,
-    CollectionNotFoundError,
     ConfigurationError,
     ConnectionFailedError,
-    NotSupportedError,
     OperationFailedError,
     StorebridgeError,
-    StoreClosedError,
     ValidationError,
 )
 from storebridge.filters import (
     ALL_OPS,
     And,
     Comparison,
-    FilterLike,
+    Filter,
     Op,
     Or,
     matcher,
-    parse_filter,
-    require_operators,
 )
-from storebridge.identifiers import validate_collection_name
-from storebridge.knowledge import KnowledgeCapabilities, KnowledgeStore, Vector
-from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
+from storebridge.knowledge import KnowledgeCapabilities
+from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets, parse_url
 from storebridge.vectors import (
     BATCH_SIZE,
-    batches,
-    check_documents,
-    embedding_matrix,
-    exact_scores,
-    id_list,
-    metadata_json,
-    positive_int,
-    query_vectors,
-    storable_text,
 )
 
 _METRIC = {Distance.COSINE: "COSINE", Distance.L2: "L2", Distance.DOT: "IP"}
-_MARGIN = 32
 #: Milvus's largest ``limit`` (topk) for one search.
 _MAX_TOPK = 16384
 _CHUNK = 500
@@ -159,8 +140,10 @@ def _id_expression(ids: Sequence[str]) -> str:
     return f"id in [{', '.join(milvus_string(i) for i in ids)}]"
 
 
-class MilvusKnowledgeStore(KnowledgeStore):
+class MilvusKnowledgeStore(EngineKnowledgeStore):
     """Knowledge collections in Milvus (milvus-lite file or a server), FLAT exact search."""
+
+    rerank_margin = 32
 
     backend_name = "milvus"
     capabilities = KnowledgeCapabilities(
@@ -182,8 +165,7 @@ class MilvusKnowledgeStore(KnowledgeStore):
                  db_name: str | None = None, client: Any = None) -> None:
         self._closed = False
         self._loaded: set[str] = set()
-        self._lock = threading.Lock()
-        self._secrets = [token] if token else []
+        self._secrets = (token,)
         self._owns_client = client is None
         if client is not None:
             if url is not None or uri is not None:
@@ -214,8 +196,7 @@ class MilvusKnowledgeStore(KnowledgeStore):
         if not uri:
             raise ConfigurationError("the Milvus store needs a URL or uri= (a milvus-lite .db file or a server)")
         uri = os.fspath(uri)
-        if token:
-            self._secrets.append(token)
+        self._secrets = (token,)
         self._where = uri
         try:
             from pymilvus import MilvusClient
@@ -249,311 +230,149 @@ class MilvusKnowledgeStore(KnowledgeStore):
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        if self._closed:
-            raise StoreClosedError("the Milvus knowledge store is closed")
-        try:
-            yield
-        except StorebridgeError:
-            raise
-        except Exception as exc:
-            if self._closed:
-                raise StoreClosedError("the Milvus knowledge store is closed") from exc
-            raise OperationFailedError(f"Milvus {what} failed: {self._mask(exc)}") from exc
+    def _translate_error(self, exc: Exception, what: str) -> StorebridgeError:
+        return OperationFailedError(f"Milvus {what} failed: {self._mask(exc)}")
 
-    def _info(self, name: str) -> CollectionInfo:
-        """Our collection's info (and make sure it is loaded); ``CollectionNotFoundError`` if missing."""
-        target = milvus_collection_name(name)
-        with self._errors("describe_collection"):
-            if not self._client.has_collection(target):
-                self._loaded.discard(target)
-                raise CollectionNotFoundError(
-                    f"knowledge collection {name!r} does not exist; create it with create_collection")
-            described = self._client.describe_collection(target)
-        props = described.get("properties") or {}
-        if props.get("sb.name") != name:
-            raise OperationFailedError(f"the Milvus collection {target!r} was not made by storebridge for {name!r}")
-        if target not in self._loaded:
-            with self._errors("load_collection"):
-                self._client.load_collection(target)
-            self._loaded.add(target)
-        return CollectionInfo(name, int(props["sb.dimension"]), Distance(props["sb.distance"]))
-
-    def _query(self, name: str, expression: str, fields: list[str], **kwargs: Any) -> list[dict[str, Any]]:
-        with self._errors("query"):
-            return list(self._client.query(milvus_collection_name(name), filter=expression,
-                                           output_fields=fields, **kwargs))
+    def _query(self, info: CollectionInfo, expression: str, fields: list[str]) -> list[dict[str, Any]]:
+        return list(self._client.query(milvus_collection_name(info.name), filter=expression, output_fields=fields))
 
     @staticmethod
     def _document(row: dict[str, Any], *, with_embedding: bool) -> KnowledgeDocument:
         vector = row.get("vector")
         return KnowledgeDocument(
-            id=row["id"], content=(row.get("content") or "") + "".join(row.get("content_more") or ()), metadata=dict(row.get("metadata") or {}),
-            source_id=row.get("source_id"),
+            id=row["id"], content=(row.get("content") or "") + "".join(row.get("content_more") or ()),
+            metadata=dict(row.get("metadata") or {}), source_id=row.get("source_id"),
             embedding=np.asarray(vector, dtype=np.float32).tolist() if with_embedding and vector is not None else None,
         )
 
-    def _compile(self, filter: FilterLike) -> tuple[Any, str, Callable[[dict[str, Any]], bool] | None]:
-        tree = parse_filter(filter)
-        require_operators(tree, self.capabilities.filter_operators, backend="milvus",
-                          nested_keys=self.capabilities.nested_keys)
-        if tree is None:
-            return None, _ALL, None
-        return tree, prefilter(tree) or _ALL, matcher(tree)
-
-    def _matching_ids(self, name: str, expression: str, check: Callable[[dict[str, Any]], bool] | None,
-                      ) -> list[str]:
-        rows = self._query(name, expression, ["id"] if check is None else ["id", "metadata"])
+    def _matching_ids(self, info: CollectionInfo, where: Filter | None, extra: str = "") -> list[str]:
+        """Ids of the documents matching ``where``: Milvus pre-filters, the reference evaluator decides."""
+        expression = (prefilter(where) if where is not None else None) or _ALL
+        if extra:
+            expression = f"({expression}) and {extra}"
+        check = None if where is None else matcher(where)
+        rows = self._query(info, expression, ["id"] if check is None else ["id", "metadata"])
         return [row["id"] for row in rows if check is None or check(dict(row.get("metadata") or {}))]
 
-    def _rows(self, name: str, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+    def _rows(self, info: CollectionInfo, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for start in range(0, len(ids), _CHUNK):
-            rows += self._query(name, _id_expression(ids[start:start + _CHUNK]), fields)
+            rows += self._query(info, _id_expression(ids[start:start + _CHUNK]), fields)
         return rows
 
-    # -- collections ----------------------------------------------------------------------------------
+    # -- engine primitives ------------------------------------------------------------------------------
 
-    def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
-                          exist_ok: bool = True) -> CollectionInfo:
-        name = validate_collection_name(name)
-        dimension = positive_int(dimension, "dimension")
-        metric = Distance.parse(distance)
-        if metric not in self.capabilities.distances:
-            raise NotSupportedError(f"the milvus backend does not support the {metric.value!r} distance")
-        wanted = CollectionInfo(name, dimension, metric)
-        try:
-            existing = self._info(name)
-        except CollectionNotFoundError:
-            from pymilvus import DataType
+    def _engine_describe(self, name: str) -> CollectionInfo | None:
+        target = milvus_collection_name(name)
+        if not self._client.has_collection(target):
+            self._loaded.discard(target)
+            return None
+        props = self._client.describe_collection(target).get("properties") or {}
+        if props.get("sb.name") != name:
+            raise OperationFailedError(f"the Milvus collection {target!r} was not made by storebridge for {name!r}")
+        if target not in self._loaded:  # a collection is searchable once loaded
+            self._client.load_collection(target)
+            self._loaded.add(target)
+        return CollectionInfo(name, int(props["sb.dimension"]), Distance(props["sb.distance"]))
 
-            target = milvus_collection_name(name)
-            with self._errors("create_collection"):
-                schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
-                schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_MAX_VARCHAR)
-                schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
-                schema.add_field("content", DataType.VARCHAR, max_length=_MAX_VARCHAR)
-                schema.add_field("content_more", DataType.ARRAY, element_type=DataType.VARCHAR,
-                                 max_capacity=_MAX_PIECES, max_length=_MAX_VARCHAR)
-                schema.add_field("source_id", DataType.VARCHAR, max_length=_MAX_VARCHAR, nullable=True)
-                schema.add_field("metadata", DataType.JSON)
-                index = self._client.prepare_index_params()
-                index.add_index(field_name="vector", index_type="FLAT", metric_type=_METRIC[metric])
-                self._client.create_collection(
-                    target, schema=schema, index_params=index, consistency_level="Strong",
-                    properties={"sb.name": name, "sb.dimension": str(dimension), "sb.distance": metric.value},
-                )
-            return self._info(name)
-        if not exist_ok:
-            raise AlreadyExistsError(f"knowledge collection {name!r} exists already; pass exist_ok=True to reuse it")
-        if existing != wanted:
-            raise AlreadyExistsError(
-                f"knowledge collection {name!r} exists with dimension {existing.dimension} and distance "
-                f"{existing.distance.value!r}, not {dimension} and {metric.value!r}; drop it or use another name"
-            )
-        return existing
+    def _engine_create(self, info: CollectionInfo) -> None:
+        from pymilvus import DataType
 
-    def get_collection(self, name: str) -> CollectionInfo:
-        return self._info(validate_collection_name(name))
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_MAX_VARCHAR)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=info.dimension)
+        schema.add_field("content", DataType.VARCHAR, max_length=_MAX_VARCHAR)
+        schema.add_field("content_more", DataType.ARRAY, element_type=DataType.VARCHAR,
+                         max_capacity=_MAX_PIECES, max_length=_MAX_VARCHAR)
+        schema.add_field("source_id", DataType.VARCHAR, max_length=_MAX_VARCHAR, nullable=True)
+        schema.add_field("metadata", DataType.JSON)
+        index = self._client.prepare_index_params()
+        index.add_index(field_name="vector", index_type="FLAT", metric_type=_METRIC[info.distance])
+        self._client.create_collection(
+            milvus_collection_name(info.name), schema=schema, index_params=index, consistency_level="Strong",
+            properties={"sb.name": info.name, "sb.dimension": str(info.dimension), "sb.distance": info.distance.value},
+        )
 
-    def list_collections(self) -> list[str]:
-        with self._errors("list_collections"):
-            targets = self._client.list_collections()
+    def _engine_drop(self, name: str) -> None:
+        target = milvus_collection_name(name)
+        self._client.drop_collection(target)
+        self._loaded.discard(target)
+
+    def _engine_names(self) -> list[str]:
         names = []
-        for target in targets:
+        for target in self._client.list_collections():
             if not target.startswith("sb_"):
                 continue
-            with self._errors("describe_collection"):
-                props = self._client.describe_collection(target).get("properties") or {}
-            ours = props.get("sb.name")
+            ours = (self._client.describe_collection(target).get("properties") or {}).get("sb.name")
             if isinstance(ours, str) and milvus_collection_name(ours) == target:
                 names.append(ours)
-        return sorted(names)
+        return names
 
-    def drop_collection(self, name: str) -> bool:
-        name = validate_collection_name(name)
-        try:
-            self._info(name)
-        except CollectionNotFoundError:
-            return False
-        target = milvus_collection_name(name)
-        with self._errors("drop_collection"):
-            self._client.drop_collection(target)
-        self._loaded.discard(target)
-        return True
+    def _engine_existing(self, info: CollectionInfo, ids: list[str]) -> list[str]:
+        return [row["id"] for row in self._rows(info, ids, ["id"])]
 
-    # -- writes ---------------------------------------------------------------------------------------
-
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=False)
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=True)
-
-    def _write(self, name: str, documents: Iterable[KnowledgeDocument], *, replace: bool) -> list[str]:
-        name = validate_collection_name(name)
-        if isinstance(documents, (KnowledgeDocument, str, bytes)) or not isinstance(documents, Iterable):
-            raise ValidationError(f"documents must be a list of KnowledgeDocument, got {type(documents).__name__}")
-        info = self._info(name)
-        target = milvus_collection_name(name)
-        sequence = isinstance(documents, Sequence)
-        if sequence:
-            docs = list(documents)
-            if not replace:
-                self._refuse_repeats(docs)
-            prepared = [self._prepare(batch, info) for batch in batches(docs, BATCH_SIZE)]
-            if not replace:
-                self._refuse_existing(name, [d.id for d in docs])
-            groups: Iterable[tuple[list[KnowledgeDocument], list[dict[str, Any]]]] = zip(
-                batches(docs, BATCH_SIZE), prepared)
-        else:
-            groups = ((batch, self._prepare(batch, info)) for batch in batches(documents, BATCH_SIZE))
-        ids: list[str] = []
-        for batch, rows in groups:
-            if not replace and not sequence:
-                self._refuse_repeats(batch)
-                self._refuse_existing(name, [d.id for d in batch])
-            if replace:
-                last = {row["id"]: row for row in rows}  # a repeated id: the last one wins
-                rows = list(last.values())
-            with self._errors("upsert" if replace else "insert"):
-                (self._client.upsert if replace else self._client.insert)(target, rows)
-            ids.extend(doc.id for doc in batch)
-        return ids
-
-    @staticmethod
-    def _prepare(batch: list[KnowledgeDocument], info: CollectionInfo) -> list[dict[str, Any]]:
-        check_documents(batch)
-        vectors = embedding_matrix(batch, info.dimension, info.distance)
-        rows = []
-        for doc, vector in zip(batch, vectors):
-            metadata_json(doc)  # refuses what JSON cannot hold exactly (NaN, non-string keys, ...)
-            doc_id = storable_text(doc.id, f"document id {doc.id!r}")
-            if not doc_id:
-                raise ValidationError("Milvus does not accept an empty document id")
-            for what, text in (("id", doc_id), ("source_id", doc.source_id or "")):
+    def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
+        for doc in documents:
+            for what, text in (("id", doc.id), ("source_id", doc.source_id or "")):
                 if len(text.encode("utf-8")) > _MAX_VARCHAR:
                     raise ValidationError(f"the {what} of document {doc.id!r} is longer than Milvus's "
                                           f"{_MAX_VARCHAR} bytes")
-            pieces = _split_text(storable_text(doc.content, f"content of document {doc.id!r}"))
-            if len(pieces) > _MAX_PIECES + 1:
+            if len(_split_text(doc.content)) > _MAX_PIECES + 1:
                 raise ValidationError(f"the content of document {doc.id!r} is too long for this store "
                                       f"({_MAX_PIECES + 1} pieces of {_MAX_VARCHAR} bytes)")
-            rows.append({
-                "id": doc_id, "vector": vector.tolist(),
-                "content": pieces[0], "content_more": pieces[1:],
-                "source_id": None if doc.source_id is None else storable_text(doc.source_id, f"source_id of {doc.id!r}"),
-                "metadata": dict(doc.metadata),
-            })
-        return rows
 
-    @staticmethod
-    def _refuse_repeats(documents: Sequence[KnowledgeDocument]) -> None:
-        seen: set[str] = set()
-        repeated = []
-        for doc in documents:
-            if doc.id in seen:
-                repeated.append(doc.id)
-            seen.add(getattr(doc, "id", None))  # type: ignore[arg-type]
-        if repeated:
-            raise AlreadyExistsError(
-                f"document id(s) {repeated[:5]} appear twice in one insert; nothing of the batch was written")
+    def _engine_write(self, info: CollectionInfo, documents: list[KnowledgeDocument], vectors: np.ndarray) -> None:
+        rows = []
+        for doc, vector in zip(documents, vectors, strict=True):
+            pieces = _split_text(doc.content)
+            rows.append({"id": doc.id, "vector": vector.tolist(), "content": pieces[0], "content_more": pieces[1:],
+                         "source_id": doc.source_id, "metadata": dict(doc.metadata)})
+        self._client.upsert(milvus_collection_name(info.name), rows)
 
-    def _refuse_existing(self, name: str, ids: Sequence[str]) -> None:
-        existing = [row["id"] for row in self._rows(name, list(dict.fromkeys(ids)), ["id"])]
-        if existing:
-            raise AlreadyExistsError(
-                f"document id(s) {existing[:5]} exist already in collection {name!r}; use upsert to replace them. "
-                "Nothing of this batch was written"
-            )
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        tree, expression, check = self._compile(filter)
-        wanted = None if ids is None else list(dict.fromkeys(id_list(ids)))
-        self._info(name)
-        if wanted is None and tree is None:
-            return 0
-        if wanted is not None:
-            rows = self._rows(name, wanted, ["id", "metadata"])
+    def _engine_delete(self, info: CollectionInfo, ids: list[str] | None, where: Filter | None) -> int:
+        if ids is not None:
+            check = None if where is None else matcher(where)
+            rows = self._rows(info, ids, ["id", "metadata"])
             doomed = [r["id"] for r in rows if check is None or check(dict(r.get("metadata") or {}))]
         else:
-            doomed = self._matching_ids(name, expression, check)
-        target = milvus_collection_name(name)
+            doomed = self._matching_ids(info, where)
+        target = milvus_collection_name(info.name)
         for start in range(0, len(doomed), _CHUNK):
-            with self._errors("delete"):
-                self._client.delete(target, filter=_id_expression(doomed[start:start + _CHUNK]))
+            self._client.delete(target, filter=_id_expression(doomed[start:start + _CHUNK]))
         return len(doomed)
 
-    # -- reads ----------------------------------------------------------------------------------------
-
-    def search(self, collection: str, vector: Vector, *, k: int = 10, filter: FilterLike = None,
-               score_threshold: float | None = None, include_embeddings: bool = False) -> list[SearchHit]:
-        name = validate_collection_name(collection)
-        k = positive_int(k, "k")
-        tree, expression, check = self._compile(filter)
-        if score_threshold is not None and (isinstance(score_threshold, bool)
-                                            or not isinstance(score_threshold, (int, float))
-                                            or math.isnan(score_threshold)):
-            raise ValidationError(f"score_threshold must be a number or None, got {score_threshold!r}")
-        info = self._info(name)
-        q64, _ = query_vectors(vector, info.dimension, info.distance)
+    def _engine_nearest(self, info: CollectionInfo, query: np.ndarray, limit: int,
+                        where: Filter | None) -> list[Candidate]:
         fields = [*_FIELDS, "vector"]
-        if tree is None and k + _MARGIN <= _MAX_TOPK:
-            with self._errors("search"):
-                result = self._client.search(
-                    milvus_collection_name(name), data=[q64.astype(np.float32).tolist()], limit=k + _MARGIN,
-                    anns_field="vector", output_fields=fields, search_params={"metric_type": _METRIC[info.distance]},
-                )
+        if where is None and limit <= _MAX_TOPK:
+            result = self._client.search(
+                milvus_collection_name(info.name), data=[query.tolist()], limit=limit, anns_field="vector",
+                output_fields=fields, search_params={"metric_type": _METRIC[info.distance]})
             rows = [dict(hit["entity"], id=hit["id"]) for hit in result[0]]
-        else:
-            rows = self._rows(name, self._matching_ids(name, expression, check), fields)
-        if not rows:
-            return []
-        stored = np.asarray([row["vector"] for row in rows], dtype=np.float32)
-        raw, scores = exact_scores(info.distance, stored, q64)
-        order = np.lexsort((np.arange(len(rows)), -scores))[:k]
-        if score_threshold is not None:
-            order = order[scores[order] >= score_threshold]
-        return [SearchHit(self._document(rows[i], with_embedding=include_embeddings), float(scores[i]),
-                          float(raw[i])) for i in order]
+        else:  # exact over every matching document
+            rows = self._rows(info, self._matching_ids(info, where), fields)
+        return [Candidate(self._document(row, with_embedding=False), np.asarray(row["vector"], dtype=np.float32))
+                for row in rows]
 
-    def get(self, collection: str, ids: Sequence[str], *, include_embeddings: bool = True) -> list[KnowledgeDocument]:
-        name = validate_collection_name(collection)
-        wanted = id_list(ids)
-        self._info(name)
-        fields = _FIELDS + (["vector"] if include_embeddings else [])
-        found = {row["id"]: self._document(row, with_embedding=include_embeddings)
-                 for row in self._rows(name, list(dict.fromkeys(wanted)), fields)}
-        return [found[doc_id] for doc_id in wanted if doc_id in found]
+    def _engine_get(self, info: CollectionInfo, ids: list[str], with_vectors: bool) -> list[KnowledgeDocument]:
+        fields = _FIELDS + (["vector"] if with_vectors else [])
+        return [self._document(row, with_embedding=with_vectors) for row in self._rows(info, ids, fields)]
 
-    def count(self, collection: str, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        tree, expression, check = self._compile(filter)
-        self._info(name)
-        if tree is None:
-            rows = self._query(name, "", ["count(*)"])
+    def _engine_count(self, info: CollectionInfo, where: Filter | None) -> int:
+        if where is None:
+            rows = self._query(info, "", ["count(*)"])
             return int(rows[0]["count(*)"]) if rows else 0
-        return len(self._matching_ids(name, expression, check))
+        return len(self._matching_ids(info, where))
 
-    def scroll(self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: FilterLike = None,
-               include_embeddings: bool = True) -> DocumentPage:
-        name = validate_collection_name(collection)
-        limit = positive_int(limit, "limit")
-        if cursor is not None and not isinstance(cursor, str):
-            raise ValidationError(f"invalid scroll cursor {cursor!r}; pass the next_cursor of the previous page")
-        _, expression, check = self._compile(filter)
-        self._info(name)
-        if cursor is not None:
-            expression = f"({expression}) and id > {milvus_string(cursor)}"
-        ids = sorted(self._matching_ids(name, expression, check))
+    def _engine_page(self, info: CollectionInfo, limit: int, cursor: str | None, where: Filter | None,
+                     with_vectors: bool) -> DocumentPage:
+        """Keyset pages in id order (Milvus ignores ``order_by`` on queries: the ids are sorted here)."""
+        ids = sorted(self._matching_ids(info, where, "" if cursor is None else f"id > {milvus_string(cursor)}"))
         page_ids = ids[:limit]
-        fields = _FIELDS + (["vector"] if include_embeddings else [])
-        found = {row["id"]: row for row in self._rows(name, page_ids, fields)}
-        documents = [self._document(found[i], with_embedding=include_embeddings) for i in page_ids if i in found]
-        next_cursor = page_ids[-1] if len(ids) > limit else None
-        return DocumentPage(documents, next_cursor)
+        fields = _FIELDS + (["vector"] if with_vectors else [])
+        found = {row["id"]: row for row in self._rows(info, page_ids, fields)}
+        documents = [self._document(found[i], with_embedding=with_vectors) for i in page_ids if i in found]
+        return DocumentPage(documents, page_ids[-1] if len(ids) > limit else None)
 
 
 __all__ = ["MilvusKnowledgeStore", "milvus_collection_name", "milvus_string", "prefilter"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,7 +40,7 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
-from .filters import Filter, FilterLike, parse_filter, require_operators
+from .filters import And, Comparison, Filter, FilterLike, Not, parse_filter, require_operators
 from .identifiers import validate_collection_name
 from .knowledge import KnowledgeStore, Vector
 from .models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
@@ -52,6 +52,7 @@ from .vectors import (
     embedding_matrix,
     exact_scores,
     id_list,
+    metadata_json,
     positive_int,
     query_vectors,
     storable_text,
@@ -129,6 +130,33 @@ def rank(candidates: Sequence[Candidate], distance: Distance, q64: np.ndarray, k
     return hits
 
 
+def sql_predicate(node: Filter | None, comparison: Callable[[Comparison], str], *, true: str = "TRUE",
+                  false: str = "FALSE") -> str | None:
+    """A SQL boolean for a parsed filter (None for no filter). ``comparison`` compiles one comparison to a
+    two-valued expression (never NULL, so ``NOT`` is the exact complement), or to ``true``/``false`` when
+    the value alone decides (``$in: []``); this joins them with ``AND``, ``OR`` and ``NOT (...)``, folding
+    those constants."""
+    if node is None:
+        return None
+
+    def walk(node: Filter) -> str:
+        if isinstance(node, Comparison):
+            return comparison(node)
+        if isinstance(node, Not):
+            inner = walk(node.child)
+            return false if inner == true else true if inner == false else f"NOT ({inner})"
+        word, absorbing, neutral = ("AND", false, true) if isinstance(node, And) else ("OR", true, false)
+        parts = [walk(child) for child in node.children]
+        if absorbing in parts:
+            return absorbing
+        parts = [part for part in parts if part != neutral]
+        if not parts:
+            return neutral
+        return parts[0] if len(parts) == 1 else "(" + f" {word} ".join(f"({part})" for part in parts) + ")"
+
+    return walk(node)
+
+
 class EngineKnowledgeStore(KnowledgeStore):
     """The knowledge interface over an engine's primitives. Subclasses set ``backend_name``,
     ``capabilities`` and ``self._where`` (a secret-free description of the engine for messages), and
@@ -195,6 +223,10 @@ class EngineKnowledgeStore(KnowledgeStore):
         """One page in a stable order; the adapter validates its own cursors (``ValidationError``)."""
 
     # -- hooks ----------------------------------------------------------------------------------------
+
+    def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
+        """Refuse documents the engine cannot hold (size limits...) with a ValidationError; runs before
+        any write of a sequence, so a bad document late in it leaves the collection untouched."""
 
     def _collection_name(self, name: Any) -> str:
         """Validate a user's collection name (override to add an engine's own rules)."""
@@ -286,6 +318,9 @@ class EngineKnowledgeStore(KnowledgeStore):
     def _checked(self, group: list[KnowledgeDocument], info: CollectionInfo) -> np.ndarray:
         check_documents(group)
         check_texts(group)
+        for doc in group:
+            metadata_json(doc)  # refuses what JSON cannot hold exactly (NaN, non-string keys, ...)
+        self._engine_validate(info, group)
         return embedding_matrix(group, info.dimension, info.distance)
 
     def _write(self, collection: str, documents: Iterable[KnowledgeDocument], *, replace: bool) -> list[str]:
@@ -400,4 +435,5 @@ __all__ = [
     "rank",
     "reconcile_collection",
     "refuse_repeated_ids",
+    "sql_predicate",
 ]
