@@ -22,7 +22,10 @@ An engine that cannot run here (no server in reach) leaves out ``default``: with
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,10 @@ import pytest
 
 from storebridge.testing import StoreFactory
 from tests.conftest import NO_ENGINE_HERE
+
+#: The one chDB directory of this process (chDB cannot open a second one); every chDB test shares it.
+CHDB_DIR = os.path.join(tempfile.gettempdir(), f"storebridge-chdb-{os.getpid()}")
+atexit.register(shutil.rmtree, CHDB_DIR, True)
 
 Kind = Literal["knowledge", "conversation", "state"]
 Builder = Callable[[Path, pytest.FixtureRequest], StoreFactory]
@@ -200,6 +207,30 @@ def _pgvector_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> Store
     return knowledge_store_factory(request.getfixturevalue("pgvector_server"), request)
 
 
+def _clickhouse_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("chdb", reason=f"{NO_ENGINE_HERE} chdb is not installed")
+    from storebridge.adapters.clickhouse import ClickHouseKnowledgeStore
+
+    database = "t_" + uuid.uuid4().hex[:12]  # chDB opens one directory per process: a database per test
+    return lambda: ClickHouseKnowledgeStore(f"chdb:///{CHDB_DIR}", database=database)
+
+
+def _surrealdb_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from storebridge.adapters.surrealdb.knowledge import SurrealDBKnowledgeStore
+
+    return lambda: SurrealDBKnowledgeStore(f"surrealkv:///{tmp_path}/kv", namespace="test", database="know")
+
+
+def _lightrag_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    pytest.importorskip("lightrag", reason=f"{NO_ENGINE_HERE} lightrag-hku is not installed")
+    from storebridge.adapters.lightrag import LightRAGKnowledgeStore
+    from storebridge.embedders import HashEmbedder
+    from tests.unit.test_lightrag_knowledge import fake_llm
+
+    return lambda: LightRAGKnowledgeStore(f"lightrag:///{tmp_path / 'rag'}", llm_model_func=fake_llm,
+                                          embedding_factory=HashEmbedder, lightrag_options={"max_parallel_insert": 8})
+
+
 #: Server-backed engines that run on these machines, for tests that run over "every backend" of a kind (the
 #: framework integrations: ``tests/integrations/``). Not in :data:`ENGINES`: each has its own conformance module
 #: (``tests/conformance/test_state_<name>.py``, both native flavours plus what only it has), so listing it
@@ -214,6 +245,9 @@ SERVER_ENGINES: list[Engine] = [
     Engine("knowledge", "chroma", _chroma_knowledge),
     Engine("knowledge", "milvus", _milvus_knowledge),
     Engine("knowledge", "pgvector", _pgvector_knowledge, marks=(pytest.mark.engine("pgvector"),)),
+    Engine("knowledge", "clickhouse", _clickhouse_knowledge),
+    Engine("knowledge", "surrealdb_vector", _surrealdb_knowledge),
+    Engine("knowledge", "lightrag", _lightrag_knowledge),
 ]
 
 

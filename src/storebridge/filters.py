@@ -126,7 +126,7 @@ def _parse_op(field: str, op_name: str, value: Any, where: str) -> Comparison:
             raise FilterError(f"{spot}: expects true or false, got {value!r}")
         return Comparison(field, op, value)
     if op in RANGE_OPS:
-        if not is_number(value) or math.isnan(value):
+        if not is_number(value) or (isinstance(value, float) and math.isnan(value)):
             raise FilterError(f"{spot}: range operators compare numbers only, got {value!r}")
         return Comparison(field, op, value)
     return Comparison(field, op, _check_scalar(value, spot))

@@ -767,3 +767,9 @@ def test_property_matcher_agrees_with_evaluate(tree, metadata):
 def test_property_range_matches_only_numbers(op, wanted, stored):
     if evaluate({"a": {op: wanted}}, {"a": stored}):
         assert is_number(stored) and not math.isnan(stored)
+
+
+def test_a_huge_integer_bound_is_a_number_not_a_crash() -> None:
+    """Integers beyond float range are numbers too: parsing must not call float functions on them."""
+    tree = parse_filter({"n": {"$gt": 10**400}})
+    assert evaluate(tree, {"n": 10**401}) and not evaluate(tree, {"n": 5})
