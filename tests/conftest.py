@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.servers.gcs",
     "tests.servers.firestore",
     "tests.servers.pgvector",
+    "tests.servers.redis_search",
 ]
 
 ACCEPTED_SKIPS = (NO_ENGINE_HERE, NOT_DECLARED)

@@ -207,12 +207,29 @@ def _pgvector_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> Store
     return knowledge_store_factory(request.getfixturevalue("pgvector_server"), request)
 
 
+def _redis_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    from tests.servers.redis_search import knowledge_store_factory
+
+    # FLAT index (exact); one key prefix per test, its collections dropped afterwards.
+    return knowledge_store_factory(request.getfixturevalue("redis_search_server"), request)
+
+
 def _clickhouse_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    """chDB by default (``STOREBRIDGE_TEST_CLICKHOUSE_URL`` names a server instead); chDB opens one directory
+    per process, so every test shares :data:`CHDB_DIR` with a database of its own, dropped afterwards."""
     pytest.importorskip("chdb", reason=f"{NO_ENGINE_HERE} chdb is not installed")
     from storebridge.adapters.clickhouse import ClickHouseKnowledgeStore
+    from storebridge.adapters.clickhouse._query import Params
 
-    database = "t_" + uuid.uuid4().hex[:12]  # chDB opens one directory per process: a database per test
-    return lambda: ClickHouseKnowledgeStore(f"chdb:///{CHDB_DIR}", database=database)
+    url = engine_url("clickhouse", default=f"chdb:///{CHDB_DIR}")
+    database = "t_" + uuid.uuid4().hex[:12]
+
+    def drop() -> None:
+        with ClickHouseKnowledgeStore(url, database=database) as store:
+            store._engine.execute(f"DROP DATABASE IF EXISTS `{database}`", Params())
+
+    request.addfinalizer(drop)
+    return lambda: ClickHouseKnowledgeStore(url, database=database)
 
 
 def _surrealdb_knowledge(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
@@ -245,6 +262,7 @@ SERVER_ENGINES: list[Engine] = [
     Engine("knowledge", "chroma", _chroma_knowledge),
     Engine("knowledge", "milvus", _milvus_knowledge),
     Engine("knowledge", "pgvector", _pgvector_knowledge, marks=(pytest.mark.engine("pgvector"),)),
+    Engine("knowledge", "redis", _redis_knowledge, marks=(pytest.mark.engine("redis_vector"),)),
     Engine("knowledge", "clickhouse", _clickhouse_knowledge),
     Engine("knowledge", "surrealdb_vector", _surrealdb_knowledge),
     Engine("knowledge", "lightrag", _lightrag_knowledge),

@@ -1,8 +1,11 @@
 """The ``clickhouse`` knowledge store: chDB (embedded ClickHouse) or a ClickHouse server.
 
-Tested with chDB 4.4.0 (the ``chdb`` package; embedded ClickHouse 26.9.2.1) only. A server URL
-(``clickhouse://user:pass@host:8123/database``, ``clickhouse+https://``) goes through
-``clickhouse-connect``; that path is written but NOT verified here.
+Tested with chDB 4.4.0 (the ``chdb`` package; embedded ClickHouse 26.9). A server URL
+(``clickhouse://user:pass@host:8123/database``, ``clickhouse+https://``) or ``client=`` goes through
+clickhouse-connect: that path is written to clickhouse-connect's documented API (``raw_query``/``command``
+with server-side ``parameters``, ``insert``) and checked against a fake client in the unit tests, NOT
+against a server (none runs here). Built on :class:`storebridge.engine.EngineKnowledgeStore`, which does
+validation, batching, duplicate-id refusal, exact float64 re-ranking and error typing.
 
 Where the data is: ``chdb:///relative/dir`` / ``chdb:////absolute/dir`` / ``path=``. chDB runs one
 embedded server per process and it can only ever be on ONE directory: stores on the same directory
@@ -10,101 +13,62 @@ share one reference-counted ``chdb.session.Session``; a second directory while o
 ``ConfigurationError``. Use ``database=`` (a ClickHouse database, default ``storebridge``) to keep
 independent data sets apart in one directory.
 
-Data model (``<database>.<prefix>knowledge_collections`` and ``<prefix>knowledge_documents``, MergeTree):
-documents are ``(collection, id, content, source_id, metadata, embedding)`` ordered by
-``(collection, id)``; metadata is JSON text (exact round-trip, None values kept), embeddings
-``Array(Float32)``. Collection names are validated by the core and travel as quoted string values, never
-identifiers, so no mapping is needed.
+Layout (format 1, recorded per collection in the ``format`` column; tables made before the column
+existed get it with the value 1 when a store opens them). ``<database>.<prefix>knowledge_collections``
+(name, dimension, distance, format) and ``<prefix>knowledge_documents`` (collection, id, content,
+source_id, metadata, embedding), MergeTree ordered by ``(collection, id)``; metadata is the JSON text
+(exact round-trip), embeddings ``Array(Float32)``. A collection with a newer format raises
+``SchemaVersionError``.
 
-Values: chDB's ``params=`` serialises Python values naively (a str containing a quote fails to parse), so
-it is not used. String values are written as ClickHouse string literals by :func:`quote` (backslash,
-quote and every control character escaped as ``\\xHH``); rows are inserted with ``FORMAT JSONEachRow``
-(Python's JSON encoder with ``ensure_ascii``, parsed by ClickHouse's JSON reader, never by the SQL
-parser). Numbers are formatted from validated finite floats/ints.
+Values are bound as query parameters, never spliced into SQL (see :mod:`._query`): clickhouse-connect
+sends them as server-side parameters; chDB gets their text made by :func:`._query.param_text`. Rows go in
+as an Arrow table: chDB reads it with its ``Python()`` table function, a server through
+``client.insert_arrow``; the data never passes through SQL text.
 
-Native: exact brute-force search ``ORDER BY cosineDistance / L2Distance / -dotProduct LIMIT k+margin``
-over the collection, re-scored in float64 with :func:`storebridge.vectors.exact_scores` (recall 1.0).
-Not native: filters are evaluated client-side (``client_side_filters=True``) with
-:func:`storebridge.filters.matcher` while paging through the collection (``JSONExtract*`` cannot tell
-1 from 1.0 from true the way FILTERS.md requires without a lot of care, not attempted in this version).
+Search: exact brute force ``ORDER BY cosineDistance / L2Distance / -dotProduct`` in Float64 over the
+collection (recall 1.0), k + 16 candidates re-scored by the template. Filters: every operator and
+dotted keys, compiled natively to ClickHouse's JSON functions on the metadata text with FILTERS.md's
+exact meaning (:func:`._query.compile_filter`); nothing is evaluated client-side. ClickHouse's JSON
+parser reads integers beyond 64 bits as strings, so metadata holding one is refused on write
+(``ValidationError``: store it as a string or a float).
 
-Writes: insert checks the ids do not exist, then inserts (one INSERT per sequence: all or nothing on the
-engine side; the check and the insert are not one transaction, ClickHouse has none). Upsert is a
-lightweight ``DELETE FROM ... WHERE id IN`` followed by an INSERT (not atomic: a crash in between loses
-the replaced documents). Deletes are lightweight ``DELETE FROM``.
+Writes: the ids of a batch that exist are removed (lightweight ``DELETE``), then the batch is inserted
+(not atomic: ClickHouse has no transactions; a crash in between loses the replaced documents).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
 import numpy as np
 
+from storebridge.engine import Candidate, EngineKnowledgeStore
 from storebridge.errors import (
-    AlreadyExistsError,
     BackendNotAvailableError,
-    CollectionNotFoundError,
     ConfigurationError,
     ConnectionFailedError,
-    OperationFailedError,
+    SchemaVersionError,
     StorebridgeError,
-    StoreClosedError,
     ValidationError,
 )
-from storebridge.filters import ALL_OPS, FilterLike, matcher, parse_filter, require_operators
-from storebridge.identifiers import validate_collection_name, validate_table_prefix
-from storebridge.knowledge import KnowledgeCapabilities, KnowledgeStore, Vector
-from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
+from storebridge.filters import ALL_OPS, Filter
+from storebridge.identifiers import validate_table_prefix
+from storebridge.knowledge import KnowledgeCapabilities
+from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets, parse_url
-from storebridge.vectors import (
-    BATCH_SIZE,
-    batches,
-    check_documents,
-    embedding_matrix,
-    exact_scores,
-    id_list,
-    metadata_json,
-    positive_int,
-    query_vectors,
-    storable_text,
-)
+from storebridge.vectors import BATCH_SIZE, metadata_json
 
-PAGE = 1000
-_MARGIN = 16
+from ._query import FORMAT, Params, Statements, find_wide_int
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_NATIVE = {Distance.COSINE: "cosineDistance", Distance.L2: "L2Distance", Distance.DOT: "dotProduct"}
-
-
-def quote(value: str) -> str:
-    """A ClickHouse string literal for ``value``: backslash, quote and control characters escaped."""
-    out = ["'"]
-    for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "'":
-            out.append("\\'")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append("'")
-    return "".join(out)
-
-
-def quote_list(values: Iterable[str]) -> str:
-    return "[" + ",".join(quote(v) for v in values) + "]"
-
-
-def _floats(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+#: ClickHouse error codes of a refused login (AUTHENTICATION_FAILED, UNKNOWN_USER, WRONG_PASSWORD,
+#: REQUIRED_PASSWORD, ACCESS_DENIED).
+_AUTH_CODES = {"516", "192", "193", "194", "497"}
 
 
 class _Chdb:
@@ -116,23 +80,28 @@ class _Chdb:
         except ImportError as exc:  # pragma: no cover
             raise BackendNotAvailableError('the clickhouse store needs chdb: pip install "storebridge[clickhouse]"') \
                 from exc
-        self.path = path
         self.lock = threading.RLock()
         self.refs = 0
+        self.owned = True
         try:
             self.session = chdb.session.Session(path)
         except Exception as exc:
             raise ConfigurationError(f"cannot open chDB on {path!r}: {exc}; chDB holds one directory per process, "
                                      "close the stores on the other directory first") from exc
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: Params) -> list[dict[str, Any]]:
         with self.lock:
-            text = self.session.query(sql, "JSONEachRow").bytes().decode("utf-8")
+            text = self.session.query(sql, "JSONEachRow", params=params.texts()).bytes().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, params: Params) -> None:
         with self.lock:
-            self.session.query(sql)
+            self.session.query(sql, params=params.texts())
+
+    def insert(self, statements: Statements, table: Any) -> None:
+        sb_documents = table  # noqa: F841 - read by name by chDB's Python() table function below
+        with self.lock:
+            self.session.query(statements.insert_from_python("sb_documents"))
 
     def close(self) -> None:
         with self.lock, suppress(Exception):
@@ -140,128 +109,142 @@ class _Chdb:
 
 
 class _Server:
-    """A ClickHouse server through clickhouse-connect (NOT verified by the tests here)."""
+    """A ClickHouse server through a clickhouse-connect client (values as server-side parameters)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        try:
-            import clickhouse_connect
-        except ImportError as exc:
-            raise BackendNotAvailableError("a ClickHouse server needs clickhouse-connect: pip install clickhouse-connect") \
-                from exc
-        self.lock = threading.RLock()
+    def __init__(self, client: Any, *, owned: bool) -> None:
+        self.lock = threading.RLock()  # one clickhouse-connect session runs one query at a time
         self.refs = 1
-        self.client = clickhouse_connect.get_client(**kwargs)
+        self.client = client
+        self.owned = owned
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: Params) -> list[dict[str, Any]]:
         with self.lock:
-            text = self.client.raw_query(sql, fmt="JSONEachRow").decode("utf-8")
+            raw = self.client.raw_query(sql, parameters=params.values, fmt="JSONEachRow")
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, params: Params) -> None:
         with self.lock:
-            self.client.raw_query(sql)
+            self.client.command(sql, parameters=params.values)
+
+    def insert(self, statements: Statements, table: Any) -> None:
+        with self.lock:
+            self.client.insert_arrow(statements.documents_table, table, database=statements.database)
 
     def close(self) -> None:
-        with suppress(Exception):
-            self.client.close()
+        if self.owned:
+            with suppress(Exception):
+                self.client.close()
 
 
 _engines: dict[str, _Chdb] = {}
 _guard = threading.Lock()
 
 
-class ClickHouseKnowledgeStore(KnowledgeStore):
+def _connect(**options: Any) -> Any:
+    try:
+        import clickhouse_connect
+    except ImportError as exc:
+        raise BackendNotAvailableError(
+            'a ClickHouse server needs clickhouse-connect: pip install "storebridge[clickhouse]"') from exc
+    return clickhouse_connect.get_client(**options)
+
+
+class ClickHouseKnowledgeStore(EngineKnowledgeStore):
     """Knowledge store on ClickHouse (chDB embedded, or a server). Thread-safe (calls serialised)."""
 
     backend_name = "clickhouse"
     capabilities = KnowledgeCapabilities(
         filter_operators=ALL_OPS,
         nested_keys=True,
-        client_side_filters=True,
+        client_side_filters=False,
         distances=frozenset(Distance),
         recall_floor=1.0,
         persistent=True,
         max_batch=BATCH_SIZE,
         notes=("exact brute-force search in ClickHouse, re-scored in float64",
-               "filters are evaluated client-side after paging through the collection",
+               "every filter operator and dotted key is compiled to ClickHouse JSON functions on the metadata",
+               "metadata integers beyond 64 bits are refused (ClickHouse's JSON parser reads them as strings)",
                "upsert is delete + insert (not atomic)"),
     )
 
     def __init__(self, url: str | None = None, *, path: str | os.PathLike[str] | None = None,
                  database: str | None = None, table_prefix: str = "sb_", username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, client: Any = None) -> None:
         self.table_prefix = validate_table_prefix(table_prefix)
-        self._password = password
+        self._secrets = (password,)
+        if sum(x is not None for x in (url, path, client)) != 1:
+            raise ConfigurationError("pass exactly one of url (chdb:///dir or clickhouse://host), path= or client= "
+                                     "to the clickhouse store")
         server: dict[str, Any] | None = None
         query: dict[str, str] = {}
-        if url is not None and path is not None:
-            raise ConfigurationError("give either url or path, not both")
-        if url is None:
-            if path is None:
-                raise ConfigurationError("the clickhouse store needs chdb:///dir, clickhouse://host or path=")
+        directory = ""
+        if path is not None:
             directory = os.path.abspath(os.fspath(path))
-        else:
+        elif url is not None:
             parsed = parse_url(url)
             query = dict(parsed.query)
+            unknown = sorted(set(query) - {"database"})
+            if unknown:
+                raise ConfigurationError(f"unknown ClickHouse URL options {unknown}; the only one is database")
             if parsed.scheme == "chdb" or parsed.driver == "chdb":
                 raw = (parsed.host or "") + parsed.path if parsed.host else parsed.file_path
                 if not raw:
                     raise ConfigurationError(f"{parsed}: chdb needs a directory, e.g. chdb:///data/knowledge")
                 directory = os.path.abspath(raw)
-            elif parsed.scheme == "clickhouse" and parsed.host:
+            elif parsed.scheme == "clickhouse" and parsed.host and parsed.driver in (None, "http", "https"):
                 segments = [s for s in parsed.path.split("/") if s]
                 if segments:
                     query.setdefault("database", segments[0])
-                self._password = password or parsed.password
-                server = {"host": parsed.host, "port": parsed.port or (8443 if parsed.driver == "https" else 8123),
-                          "username": username or parsed.username or "default", "password": self._password or "",
-                          "secure": parsed.driver == "https"}
-                directory = ""
+                password = password or parsed.password
+                self._secrets = (password,)
+                secure = parsed.driver == "https"
+                server = {"host": parsed.host, "port": parsed.port or (8443 if secure else 8123),
+                          "username": username or parsed.username or "default", "password": password or "",
+                          "secure": secure}
             else:
                 raise ConfigurationError(f"not a ClickHouse URL: {parsed}; use chdb:///dir or clickhouse://host:8123")
         self.database = database or query.get("database") or "storebridge"
         if not _IDENT.fullmatch(self.database):
             raise ConfigurationError(f"database must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {self.database!r}")
-        self.url = directory or f"clickhouse://{server['host'] if server else ''}"
-        self._closed = False
         self._key: str | None = None
-        if server is not None:
+        self._released = False
+        if client is not None:
+            self._where = "the given ClickHouse client"
+            self._engine: _Chdb | _Server = _Server(client, owned=False)
+        elif server is not None:
+            self._where = f"clickhouse://{server['host']}:{server['port']}"
             try:
-                self._engine: Any = _Server(**server)
+                self._engine = _Server(_connect(**server), owned=True)
             except StorebridgeError:
                 raise
-            except Exception as exc:  # noqa: BLE001
-                raise ConnectionFailedError(f"cannot connect to ClickHouse: {mask_secrets(exc, self._password)}") \
-                    from None
+            except Exception as exc:  # noqa: BLE001 - whatever the client raised, without the password
+                raise ConnectionFailedError(
+                    f"cannot connect to ClickHouse at {self._where}: {mask_secrets(exc, password)}") from None
         else:
+            self._where = repr(directory)
             with _guard:
                 engine = _engines.get(directory)
                 if engine is None:
                     if _engines:
-                        other = next(iter(_engines))
                         raise ConfigurationError(
-                            f"chDB is already open on {other!r} in this process; it holds one directory per "
-                            f"process (close those stores, or use database= to separate data sets)")
-                    engine = _Chdb(directory)
-                    _engines[directory] = engine
+                            f"chDB is already open on {next(iter(_engines))!r} in this process; it holds one directory "
+                            "per process (close those stores, or use database= to separate data sets)")
+                    engine = _engines[directory] = _Chdb(directory)
                 engine.refs += 1
             self._engine = engine
             self._key = directory
-        self._coll = f"`{self.database}`.`{self.table_prefix}knowledge_collections`"
-        self._docs = f"`{self.database}`.`{self.table_prefix}knowledge_documents`"
+        self._sql = Statements(self.database, self.table_prefix)
         try:
-            self._exec("migrate", f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-            self._exec("migrate", f"CREATE TABLE IF NOT EXISTS {self._coll} (name String, dimension UInt32, "
-                       "distance String) ENGINE = MergeTree ORDER BY name")
-            self._exec("migrate", f"CREATE TABLE IF NOT EXISTS {self._docs} (collection String, id String, "
-                       "content String, source_id Nullable(String), metadata String, embedding Array(Float32)) "
-                       "ENGINE = MergeTree ORDER BY (collection, id)")
+            with self._call("create tables"):
+                for statement in self._sql.migrations():
+                    self._engine.execute(statement, Params())
         except BaseException:
             self._release()
             raise
 
     def __repr__(self) -> str:
-        return f"ClickHouseKnowledgeStore(url={self.url!r}, database={self.database!r})"
+        return f"ClickHouseKnowledgeStore({self._where}, database={self.database!r})"
 
     def _release(self) -> None:
         with _guard:
@@ -273,287 +256,110 @@ class ClickHouseKnowledgeStore(KnowledgeStore):
             self._engine.close()
 
     def close(self) -> None:
-        if self._closed:
-            return
         self._closed = True
-        self._release()
+        if not self._released:  # the shared chDB session is released once, however often close() is called
+            self._released = True
+            self._release()
 
-    # -- plumbing -------------------------------------------------------------------------------------
+    def _translate_error(self, exc: Exception, what: str) -> StorebridgeError:
+        """clickhouse-connect's network errors and refused logins become ConnectionFailedError."""
+        text = mask_secrets(exc, *self._secrets)
+        if type(exc).__module__.startswith("clickhouse_connect"):
+            code = re.search(r"Code: (\d+)", text)
+            if code is not None and code.group(1) in _AUTH_CODES:
+                return ConnectionFailedError(f"ClickHouse at {self._where} refused the login ({what}): {text}; check "
+                                             "the username and password")
+            if type(exc).__name__ == "OperationalError":
+                return ConnectionFailedError(f"cannot reach ClickHouse at {self._where} ({what}): {text}")
+        return super()._translate_error(exc, what)
 
-    def _wrap(self, action: str, fn: Any, sql: str) -> Any:
-        if self._closed:
-            raise StoreClosedError(f"the clickhouse store on {self.url!r} is closed")
-        try:
-            return fn(sql)
-        except StorebridgeError:
-            raise
-        except Exception as exc:
-            raise OperationFailedError(
-                f"ClickHouse {action} on {self.url!r} failed: {mask_secrets(exc, self._password)}"
-            ) from exc
+    # -- engine primitives ----------------------------------------------------------------------------
 
-    def _rows(self, action: str, sql: str) -> list[dict[str, Any]]:
-        return self._wrap(action, self._engine.rows, sql)  # type: ignore[no-any-return]
+    def _rows(self, statement: tuple[str, Params]) -> list[dict[str, Any]]:
+        return self._engine.rows(*statement)
 
-    def _exec(self, action: str, sql: str) -> None:
-        self._wrap(action, self._engine.execute, sql)
-
-    def _info(self, name: str) -> CollectionInfo:
-        rows = self._rows("read", f"SELECT dimension, distance FROM {self._coll} WHERE name = {quote(name)} LIMIT 1")
+    def _engine_describe(self, name: str) -> CollectionInfo | None:
+        rows = self._rows(self._sql.describe(name))
         if not rows:
-            raise CollectionNotFoundError(f"knowledge collection {name!r} does not exist")
+            return None
+        version = int(rows[0]["format"])
+        if version > FORMAT:
+            raise SchemaVersionError(
+                f"collection {name!r} uses ClickHouse layout format {version}, newer than this storebridge "
+                f"understands ({FORMAT}); upgrade storebridge")
         return CollectionInfo(name, int(rows[0]["dimension"]), Distance.parse(rows[0]["distance"]))
 
-    def _filter(self, filter: FilterLike) -> Any:
-        tree = parse_filter(filter)
-        if tree is None:
-            return None
-        caps = self.capabilities
-        require_operators(tree, caps.filter_operators, backend=self.backend_name, nested_keys=caps.nested_keys)
-        return matcher(tree)
+    def _engine_create(self, info: CollectionInfo) -> None:
+        self._engine.execute(*self._sql.create(info.name, info.dimension, info.distance.value))
 
-    @staticmethod
-    def _columns(embeddings: bool) -> str:
-        return "id, content, source_id, metadata" + (", embedding" if embeddings else "")
-
-    @staticmethod
-    def _document(row: dict[str, Any], embeddings: bool) -> KnowledgeDocument:
-        return KnowledgeDocument(id=row["id"], content=row["content"], metadata=json.loads(row["metadata"]),
-                                 source_id=row.get("source_id"),
-                                 embedding=[float(x) for x in row["embedding"]] if embeddings else None)
-
-    def _pages(self, name: str, columns: str, after: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        while True:
-            cond = "" if after is None else f" AND id > {quote(after)}"
-            rows = self._rows("read", f"SELECT {columns} FROM {self._docs} WHERE collection = {quote(name)}{cond} "
-                                      f"ORDER BY id LIMIT {PAGE}")
-            if rows:
-                yield rows
-            if len(rows) < PAGE:
-                return
-            after = rows[-1]["id"]
-
-    # -- collections ----------------------------------------------------------------------------------
-
-    def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
-                          exist_ok: bool = True) -> CollectionInfo:
-        name = validate_collection_name(name)
-        dimension = positive_int(dimension, "dimension")
-        metric = Distance.parse(distance)
-        wanted = CollectionInfo(name, dimension, metric)
+    def _engine_drop(self, name: str) -> None:
         with self._engine.lock:
-            try:
-                existing = self._info(name)
-            except CollectionNotFoundError:
-                self._exec("create collection", f"INSERT INTO {self._coll} (name, dimension, distance) VALUES "
-                                                f"({quote(name)}, {dimension}, {quote(metric.value)})")
-                return wanted
-        if not exist_ok:
-            raise AlreadyExistsError(f"knowledge collection {name!r} exists already; pass exist_ok=True to reuse it")
-        if existing != wanted:
-            raise AlreadyExistsError(
-                f"knowledge collection {name!r} exists with dimension {existing.dimension} and distance "
-                f"{existing.distance.value!r}, not {dimension} and {metric.value!r}; drop it or use another name"
-            )
-        return existing
+            for statement in self._sql.drop(name):
+                self._engine.execute(*statement)
 
-    def get_collection(self, name: str) -> CollectionInfo:
-        return self._info(validate_collection_name(name))
+    def _engine_names(self) -> list[str]:
+        return [row["name"] for row in self._rows(self._sql.names())]
 
-    def list_collections(self) -> list[str]:
-        return sorted({r["name"] for r in self._rows("list", f"SELECT name FROM {self._coll}")})
+    def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
+        for doc in documents:
+            wide = find_wide_int(doc.metadata)
+            if wide is not None:
+                raise ValidationError(
+                    f"metadata of document {doc.id!r} holds the integer {wide} beyond 64 bits, which ClickHouse's "
+                    "JSON functions read as a string (so filters could not compare it); store it as a string or "
+                    "a float")
 
-    def drop_collection(self, name: str) -> bool:
-        name = validate_collection_name(name)
+    def _engine_existing(self, info: CollectionInfo, ids: list[str]) -> list[str]:
+        return [row["id"] for row in self._rows(self._sql.existing(info.name, ids))]
+
+    def _engine_write(self, info: CollectionInfo, documents: list[KnowledgeDocument], vectors: np.ndarray) -> None:
+        import pyarrow as pa  # a dependency of chdb, and what clickhouse-connect's insert_arrow takes
+
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+        table = pa.table({
+            "collection": pa.array([info.name] * len(documents), pa.string()),
+            "id": pa.array([doc.id for doc in documents], pa.string()),
+            "content": pa.array([doc.content for doc in documents], pa.string()),
+            "source_id": pa.array([doc.source_id for doc in documents], pa.string()),
+            "metadata": pa.array([metadata_json(doc) for doc in documents], pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, info.dimension).cast(pa.list_(pa.float32())),
+        })
         with self._engine.lock:
-            try:
-                self._info(name)
-            except CollectionNotFoundError:
-                return False
-            self._exec("drop collection", f"DELETE FROM {self._docs} WHERE collection = {quote(name)}")
-            self._exec("drop collection", f"DELETE FROM {self._coll} WHERE name = {quote(name)}")
-        return True
+            present = self._engine_existing(info, [doc.id for doc in documents])
+            if present:
+                self._engine.execute(*self._sql.delete(info.name, present, None))
+            self._engine.insert(self._sql, table)
 
-    # -- writes ---------------------------------------------------------------------------------------
-
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=False)
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        return self._write(collection, documents, replace=True)
-
-    def _write(self, collection: str, documents: Iterable[KnowledgeDocument], *, replace: bool) -> list[str]:
-        name = validate_collection_name(collection)
-        if isinstance(documents, (KnowledgeDocument, str, bytes)) or not isinstance(documents, Iterable):
-            raise ValidationError(f"documents must be a list of KnowledgeDocument, got {type(documents).__name__}")
-        info = self._info(name)
-        groups: Iterable[Sequence[KnowledgeDocument]] = (
-            [documents] if isinstance(documents, Sequence) else batches(documents)
-        )
-        ids: list[str] = []
-        for group in groups:
-            if group:
-                self._commit(name, info, group, replace=replace)
-                ids.extend(doc.id for doc in group)
-        return ids
-
-    def _existing(self, name: str, ids: Sequence[str]) -> list[str]:
-        found: list[str] = []
-        for start in range(0, len(ids), PAGE):
-            found += [r["id"] for r in self._rows("read", (
-                f"SELECT id FROM {self._docs} WHERE collection = {quote(name)} "
-                f"AND has({quote_list(ids[start:start + PAGE])}, id)"))]
+    def _engine_delete(self, info: CollectionInfo, ids: list[str] | None, where: Filter | None) -> int:
+        with self._engine.lock:
+            found = int(self._rows(self._sql.count(info.name, ids, where))[0]["n"])
+            if found:
+                self._engine.execute(*self._sql.delete(info.name, ids, where))
         return found
 
-    def _commit(self, name: str, info: CollectionInfo, documents: Sequence[KnowledgeDocument], *,
-                replace: bool) -> None:
-        check_documents(documents)
-        if not replace:
-            repeated = [doc_id for doc_id, n in Counter(doc.id for doc in documents).items() if n > 1]
-            if repeated:
-                raise AlreadyExistsError(
-                    f"document id(s) {repeated[:5]} appear twice in one insert; nothing of the batch was written"
-                )
-        last = {doc.id: i for i, doc in enumerate(documents)}  # upsert: the last of a repeated id wins
-        lines: list[str] = []
-        for start in range(0, len(documents), BATCH_SIZE):
-            chunk = documents[start:start + BATCH_SIZE]
-            vectors = embedding_matrix(chunk, info.dimension, info.distance)
-            for offset, (doc, vector) in enumerate(zip(chunk, vectors, strict=True)):
-                if last[doc.id] != start + offset:
-                    continue
-                lines.append(json.dumps({
-                    "collection": name, "id": storable_text(doc.id, f"document id {doc.id!r}"),
-                    "content": storable_text(doc.content, f"content of document {doc.id!r}"),
-                    "source_id": None if doc.source_id is None
-                    else storable_text(doc.source_id, f"source_id of {doc.id!r}"),
-                    "metadata": metadata_json(doc), "embedding": [float(x) for x in vector],
-                }, ensure_ascii=True, allow_nan=False))
-        ids = list(last)
-        with self._engine.lock:
-            self._info(name)
-            if replace:
-                for start in range(0, len(ids), PAGE):
-                    self._exec("upsert", f"DELETE FROM {self._docs} WHERE collection = {quote(name)} "
-                                         f"AND has({quote_list(ids[start:start + PAGE])}, id)")
-            else:
-                existing = self._existing(name, ids)
-                if existing:
-                    raise AlreadyExistsError(
-                        f"document id(s) {existing[:5]} exist already in collection {name!r}; use upsert to "
-                        "replace them. Nothing of this batch was written"
-                    )
-            self._exec("write", f"INSERT INTO {self._docs} FORMAT JSONEachRow\n" + "\n".join(lines) + "\n")
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        match = self._filter(filter)
-        wanted = None if ids is None else list(dict.fromkeys(id_list(ids)))
-        self._info(name)
-        if wanted is None and match is None:
-            return 0
-        with self._engine.lock:
-            rows: list[dict[str, Any]] = []
-            if wanted is None:
-                rows = [r for page in self._pages(name, "id, metadata") for r in page]
-            else:
-                for start in range(0, len(wanted), PAGE):
-                    rows += self._rows("read", f"SELECT id, metadata FROM {self._docs} WHERE collection = "
-                                               f"{quote(name)} AND has({quote_list(wanted[start:start + PAGE])}, id)")
-            gone = [r["id"] for r in rows if match is None or match(json.loads(r["metadata"]))]
-            for start in range(0, len(gone), PAGE):
-                self._exec("delete", f"DELETE FROM {self._docs} WHERE collection = {quote(name)} "
-                                     f"AND has({quote_list(gone[start:start + PAGE])}, id)")
-        return len(gone)
-
-    # -- reads ----------------------------------------------------------------------------------------
-
-    def search(self, collection: str, vector: Vector, *, k: int = 10, filter: FilterLike = None,
-               score_threshold: float | None = None, include_embeddings: bool = False) -> list[SearchHit]:
-        name = validate_collection_name(collection)
-        k = positive_int(k, "k")
-        match = self._filter(filter)
-        if score_threshold is not None and (isinstance(score_threshold, bool)
-                                            or not isinstance(score_threshold, (int, float))
-                                            or math.isnan(score_threshold)):
-            raise ValidationError(f"score_threshold must be a number or None, got {score_threshold!r}")
-        info = self._info(name)
-        q64, _ = query_vectors(vector, info.dimension, info.distance)
-        columns = self._columns(True)
-        if match is None:
-            fn = _NATIVE[info.distance]
-            sign = "-" if info.distance is Distance.DOT else ""
-            rows = self._rows("search", (
-                f"SELECT {columns}, {sign}{fn}(CAST(embedding AS Array(Float64)), {_floats(q64)}) AS sb_d "
-                f"FROM {self._docs} WHERE collection = {quote(name)} ORDER BY sb_d ASC, id ASC "
-                f"LIMIT {k + _MARGIN}"))
-        else:
-            rows = [r for page in self._pages(name, columns) for r in page if match(json.loads(r["metadata"]))]
-        if not rows:
-            return []
-        stored = np.array([r["embedding"] for r in rows], dtype=np.float32)
-        raw, scores = exact_scores(info.distance, stored, q64)
-        order = np.lexsort(([r["id"] for r in rows], -scores))[:k]
-        if score_threshold is not None:
-            order = order[scores[order] >= score_threshold]
-        return [SearchHit(self._document(rows[i], include_embeddings), float(scores[i]), float(raw[i]))
-                for i in order]
-
-    def get(self, collection: str, ids: Sequence[str], *, include_embeddings: bool = True) -> list[KnowledgeDocument]:
-        name = validate_collection_name(collection)
-        wanted = id_list(ids)
-        self._info(name)
-        unique = list(dict.fromkeys(wanted))
-        found: dict[str, KnowledgeDocument] = {}
-        for start in range(0, len(unique), PAGE):
-            for row in self._rows("get", (
-                f"SELECT {self._columns(include_embeddings)} FROM {self._docs} WHERE collection = {quote(name)} "
-                f"AND has({quote_list(unique[start:start + PAGE])}, id)")):
-                found[row["id"]] = self._document(row, include_embeddings)
-        return [found[doc_id] for doc_id in wanted if doc_id in found]
-
-    def count(self, collection: str, *, filter: FilterLike = None) -> int:
-        name = validate_collection_name(collection)
-        match = self._filter(filter)
-        self._info(name)
-        if match is None:
-            rows = self._rows("count", f"SELECT count() AS n FROM {self._docs} WHERE collection = {quote(name)}")
-            return int(rows[0]["n"]) if rows else 0
-        return sum(1 for page in self._pages(name, "id, metadata") for r in page if match(json.loads(r["metadata"])))
-
-    def scroll(self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: FilterLike = None,
-               include_embeddings: bool = True) -> DocumentPage:
-        name = validate_collection_name(collection)
-        limit = positive_int(limit, "limit")
-        match = self._filter(filter)
-        after = self._parse_cursor(cursor)
-        self._info(name)
-        columns = self._columns(include_embeddings)
-        out: list[dict[str, Any]] = []
-        if match is None:
-            cond = "" if after is None else f" AND id > {quote(after)}"
-            out = self._rows("scroll", f"SELECT {columns} FROM {self._docs} WHERE collection = {quote(name)}{cond} "
-                                       f"ORDER BY id LIMIT {limit + 1}")
-        else:
-            for page in self._pages(name, columns, after):
-                out += [r for r in page if match(json.loads(r["metadata"]))]
-                if len(out) > limit:
-                    break
-        page_rows = out[:limit]
-        next_cursor = json.dumps(page_rows[-1]["id"]) if len(out) > limit else None
-        return DocumentPage([self._document(r, include_embeddings) for r in page_rows], next_cursor)
-
     @staticmethod
-    def _parse_cursor(cursor: str | None) -> str | None:
-        if cursor is None:
-            return None
-        try:
-            value = json.loads(cursor) if isinstance(cursor, str) else None
-        except ValueError:
-            value = None
-        if not isinstance(value, str):
-            raise ValidationError(f"invalid scroll cursor {cursor!r}; pass the next_cursor of the previous page")
-        return value
+    def _document(row: dict[str, Any], with_vectors: bool) -> KnowledgeDocument:
+        return KnowledgeDocument(id=row["id"], content=row["content"], metadata=json.loads(row["metadata"]),
+                                 source_id=row.get("source_id"),
+                                 embedding=[float(x) for x in row["embedding"]] if with_vectors else None)
+
+    def _engine_nearest(self, info: CollectionInfo, query: np.ndarray, limit: int,
+                        where: Filter | None) -> list[Candidate]:
+        rows = self._rows(self._sql.nearest(info.name, info.distance.value, query.tolist(), limit, where))
+        return [Candidate(self._document(row, False), np.asarray(row["embedding"], dtype=np.float32)) for row in rows]
+
+    def _engine_get(self, info: CollectionInfo, ids: list[str], with_vectors: bool) -> list[KnowledgeDocument]:
+        return [self._document(row, with_vectors) for row in self._rows(self._sql.get(info.name, ids, with_vectors))]
+
+    def _engine_count(self, info: CollectionInfo, where: Filter | None) -> int:
+        return int(self._rows(self._sql.count(info.name, None, where))[0]["n"])
+
+    def _engine_page(self, info: CollectionInfo, limit: int, cursor: str | None, where: Filter | None,
+                     with_vectors: bool) -> DocumentPage:
+        """Pages in id order; the cursor is the last id of the previous page."""
+        rows = self._rows(self._sql.page(info.name, limit + 1, cursor, where, with_vectors))
+        docs = [self._document(row, with_vectors) for row in rows[:limit]]
+        return DocumentPage(docs, docs[-1].id if len(rows) > limit else None)
 
 
-__all__ = ["ClickHouseKnowledgeStore", "quote", "quote_list"]
+__all__ = ["ClickHouseKnowledgeStore"]

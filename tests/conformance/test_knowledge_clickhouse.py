@@ -1,29 +1,20 @@
-"""The knowledge conformance suite on ``clickhouse`` over chDB (embedded ClickHouse), so these cases run
-on every machine. chDB holds ONE directory per process, so every test uses the same per-process directory
-and its own ClickHouse database. ClickHouse servers (clickhouse-connect) are not exercised here."""
+"""The knowledge conformance suite on ``clickhouse``: chDB (embedded ClickHouse) by default, so every case runs
+on every machine; ``STOREBRIDGE_TEST_CLICKHOUSE_URL`` (``clickhouse://user:pass@host:8123``) runs it on a
+server instead. chDB holds ONE directory per process, so every test uses the same per-process directory
+(``tests.engines.CHDB_DIR``); each test gets its own ClickHouse database, dropped when the test ends."""
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
-import uuid
+from pathlib import Path
 
 import pytest
 
 from storebridge.testing import KnowledgeStoreSuite, StoreFactory
 
-pytest.importorskip("chdb", reason="[no engine on this machine] chdb is not installed")
-
-CHDB_DIR = os.path.join(tempfile.gettempdir(), f"storebridge-chdb-{os.getpid()}")
-atexit.register(shutil.rmtree, CHDB_DIR, True)  # the per-process chDB directory goes with the process
-
 
 class TestClickHouseKnowledge(KnowledgeStoreSuite):
     @pytest.fixture
-    def store_factory(self) -> StoreFactory:
-        from storebridge.adapters.clickhouse import ClickHouseKnowledgeStore
+    def store_factory(self, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+        from tests.engines import _clickhouse_knowledge
 
-        database = "t_" + uuid.uuid4().hex[:12]
-        return lambda: ClickHouseKnowledgeStore(f"chdb:///{CHDB_DIR}", database=database)
+        return _clickhouse_knowledge(tmp_path, request)  # the builder of the framework tests' row
