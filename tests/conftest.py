@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.servers.firestore",
     "tests.servers.pgvector",
     "tests.servers.redis_search",
+    "tests.servers.cosmosdb",
 ]
 
 ACCEPTED_SKIPS = (NO_ENGINE_HERE, NOT_DECLARED)

@@ -56,7 +56,7 @@ KNOWLEDGE = [
        description="wraps any LangChain VectorStore"),
     _k("llamaindex", f"{A}.llamaindex.knowledge:LlamaIndexKnowledgeStore", extra="llamaindex", requires=("llama_index.core",),
        aliases=("llama_index", "llamaindex_adapter"), description="wraps any LlamaIndex vector store"),
-    _k("cosmosdb", None, extra="cosmosdb", requires=("azure.cosmos",),
+    _k("cosmosdb", f"{A}.cosmosdb.knowledge:CosmosDBKnowledgeStore", extra="cosmosdb", requires=("azure.cosmos",),
        aliases=("cosmos", "azure_cosmos", "cosmosdb_vector"), schemes=("cosmosdb", "cosmos")),
 ]
 
