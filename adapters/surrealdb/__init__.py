@@ -1,6 +1,7 @@
-"""SurrealDB: the ``surrealdb`` conversation store on the official ``surrealdb`` client (embedded ``mem://`` /
-``surrealkv://`` engines or a server). Importing this package imports no client (the store imports
-``surrealdb`` when it connects)."""
+"""SurrealDB: the ``surrealdb`` conversation store (:mod:`.conversation`) and the ``surrealdb_vector``
+knowledge store (:mod:`.knowledge`) on the official ``surrealdb`` client (embedded ``mem://`` /
+``surrealkv://`` engines or a server), sharing :mod:`._connection`. Importing this package imports no
+client (the stores import ``surrealdb`` when they connect)."""
 
 from .conversation import SurrealDBConversationStore, async_surrealdb_store
 

@@ -10,6 +10,7 @@ SurrealDB servers are not exercised here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ class TestSurrealDBKnowledge(KnowledgeStoreSuite):
         if request.param == "mem":
             import surrealdb
 
-            conn = surrealdb.Surreal("mem://")
+            conn: Any = surrealdb.Surreal("mem://")  # embedded: the stubs only know ws/http
             conn.connect()
             request.addfinalizer(conn.close)
             return lambda: SurrealDBKnowledgeStore(connection=conn)

@@ -4,6 +4,7 @@ version record, and sharing of embedded engines."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 
 from storebridge import ConversationMessage, ConversationSession
 from storebridge.adapters.surrealdb import SurrealDBConversationStore
-from storebridge.adapters.surrealdb.conversation import resolve_url
+from storebridge.adapters.surrealdb._connection import resolve_url
+from storebridge.adapters.surrealdb.conversation import SCHEMA_VERSION
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -31,7 +33,7 @@ HOSTILE = [
 def conn() -> Iterator[Any]:
     import surrealdb
 
-    c = surrealdb.Surreal("mem://")
+    c: Any = surrealdb.Surreal("mem://")  # embedded: the stubs only know ws/http
     c.connect()
     yield c
     c.close()
@@ -47,7 +49,7 @@ def test_resolve_url(tmp_path: Path) -> None:
     assert resolve_url("surrealdb+wss://db.example/rpc", None)[0] == "wss://db.example"
     assert resolve_url("surrealdb+http://db.example:8000?ns=a&db=b", None)[:2] == (
         "http://db.example:8000", {"ns": "a", "db": "b"})
-    for bad in ("sqlite:///x.db", "surrealdb://", "surrealkv://"):
+    for bad in ("sqlite:///x.db", "surrealdb://", "surrealkv://", "surrealdb+mem://?nss=x", "surrealkv:///d?token=t&x=1"):
         with pytest.raises(ConfigurationError):
             resolve_url(bad, None)
     with pytest.raises(ConfigurationError):
@@ -122,7 +124,7 @@ def test_schema_and_version_record(conn: Any) -> None:
     conn.use("n1", "d1")
     info = conn.query("INFO FOR TABLE app_message")
     assert "app_message_session_sequence" in str(info["indexes"])
-    assert conn.query("SELECT VALUE version FROM app_schema_versions:conversation") == [1]
+    assert conn.query("SELECT VALUE version FROM app_schema_versions:conversation") == [SCHEMA_VERSION]
     conn.query("UPDATE app_schema_versions:conversation SET version = 99")
     with pytest.raises(SchemaVersionError):
         SurrealDBConversationStore(connection=conn, table_prefix="app_", namespace="n1", database="d1")
@@ -139,7 +141,7 @@ def test_namespaces_and_prefixes_are_separate(conn: Any) -> None:
 def test_surrealkv_engine_shared_and_persistent(tmp_path: Path) -> None:
     url = f"surrealkv:///{tmp_path}/kv"
     one, two = SurrealDBConversationStore(url), SurrealDBConversationStore(path=tmp_path / "kv")
-    assert one._engine is two._engine
+    assert one._conn.engine is two._conn.engine
     one.add_message("s", ConversationMessage(role="user", content="hi"))
     assert two.count_messages("s") == 1
     one.close()
@@ -156,3 +158,63 @@ def test_private_memory_engine() -> None:
         store.add_message("s", ConversationMessage(role="user", content="hi"))
     with SurrealDBConversationStore("surrealdb+mem://") as store:
         assert store.count_messages("s") == 0
+
+
+NUL_TEXTS = ["a\x00b", "\x00", "\x00\x01", "\x01\x01", "\x01\x02", "\x01", "end\x00", "plain"]
+
+
+def test_nul_in_ids_and_text_round_trips(conn: Any) -> None:
+    """SurrealDB refuses NUL in record ids, index keys and results: the store escapes message ids, content,
+    tool call ids, user/agent ids and names, injectively (the texts above stay apart)."""
+    store = SurrealDBConversationStore(connection=conn)
+    for i, text in enumerate(NUL_TEXTS):
+        sid = f"s{i}"
+        session = store.create_session(ConversationSession(session_id=sid, user_id=text, agent_id=text, name=text,
+                                                           metadata={"k": text}))
+        got = store.get_session(sid)
+        assert got is not None and (got.user_id, got.agent_id, got.name, got.metadata) == (text, text, text, {"k": text})
+        assert [s.session_id for s in store.list_sessions(user_id=text)] == [sid]
+        assert [s.session_id for s in store.list_sessions(agent_id=text)] == [sid]
+        assert session.user_id == text
+    messages = [ConversationMessage(id=text, role="tool", content=text, tool_call_id=text, metadata={text: text})
+                for text in NUL_TEXTS]
+    store.add_messages("m", messages)
+    got = store.get_messages("m")
+    assert [(m.id, m.content, m.tool_call_id, m.metadata) for m in got] == \
+        [(t, t, t, {t: t}) for t in NUL_TEXTS]
+    with pytest.raises(AlreadyExistsError, match=re.escape(repr("a\x00b"))):
+        store.add_messages("m", [ConversationMessage(id="a\x00b", role="user", content="again")])
+    assert store.delete_messages("m", ["a\x00b", "\x01", "missing"]) == 2
+    assert [m.id for m in store.get_messages("m")] == [t for t in NUL_TEXTS if t not in ("a\x00b", "\x01")]
+    assert store.count_messages("m") == len(NUL_TEXTS) - 2
+    store.close()
+
+
+def test_version_1_tables_are_reencoded(conn: Any) -> None:
+    """Version 1 stored text raw (NUL impossible); version 2 escapes ``\\x01``: an old database is upgraded
+    in place, record ids included, and reads back what was written."""
+    conn.use("storebridge", "storebridge")
+    conn.query("CREATE sb_schema_versions:conversation SET version = 1")
+    conn.query("CREATE type::thing('sb_session', 's') SET session_id = 's', user_id = $t, agent_id = $t, name = $t, "
+               "state = '{}', metadata = '{}', created_at = 1.0, updated_at = 2.0, last_sequence = 2",
+               {"t": "u\x01v"})
+    for seq, (mid, text) in enumerate([("m\x01", "c\x01\x02"), ("plain", "plain")], start=1):
+        conn.query("CREATE type::thing('sb_message', ['s', $mid]) SET session = 's', message_id = $mid, role = 'tool', "
+                   "content = $text, tool_calls = NONE, tool_call_id = $text, metadata = '{}', created_at = 1.0, "
+                   "sequence = $seq", {"mid": mid, "text": text, "seq": seq})
+    store = SurrealDBConversationStore(connection=conn)
+    assert conn.query("SELECT VALUE version FROM sb_schema_versions:conversation") == [SCHEMA_VERSION]
+    session = store.get_session("s")
+    assert session is not None and (session.user_id, session.agent_id, session.name) == ("u\x01v",) * 3
+    assert [s.session_id for s in store.list_sessions(user_id="u\x01v")] == ["s"]
+    got = store.get_messages("s")
+    assert [(m.id, m.content, m.tool_call_id, m.sequence) for m in got] == [
+        ("m\x01", "c\x01\x02", "c\x01\x02", 1), ("plain", "plain", "plain", 2)]
+    with pytest.raises(AlreadyExistsError):
+        store.add_messages("s", [ConversationMessage(id="m\x01", role="user", content="x")])
+    assert store.delete_messages("s", ["m\x01"]) == 1
+    store.close()
+    SurrealDBConversationStore(connection=conn).close()  # already at version 2: nothing re-encoded twice
+    assert SurrealDBConversationStore(connection=conn).get_messages("s")[0].content == "plain"
+    reopened = SurrealDBConversationStore(connection=conn).get_session("s")
+    assert reopened is not None and reopened.user_id == "u\x01v"
