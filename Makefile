@@ -18,6 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@ $(VENV)/.installed-core
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed-core
+
 .PHONY: demo test bench clean
 demo: $(VENV)/.installed-core
 	$(BIN)/python examples/quickstart.py
@@ -26,7 +30,8 @@ test: $(VENV)/.installed-test
 	mkdir -p reports
 	$(BIN)/python -m pytest --junitxml=reports/junit.xml $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_knowledge_backends.py
 	$(BIN)/python benchmarks/bench_knowledge_search.py
 	$(BIN)/python benchmarks/bench_conversation.py
 	$(BIN)/python benchmarks/bench_conversation_sql.py

@@ -23,8 +23,9 @@ vectors the caller computed. So:
   this store (l2/dot raise ``NotSupportedError``). Filters are evaluated in Python with
   ``storebridge.filters.matcher`` inside the scan (``client_side_filters=True``, every operator, dotted keys).
 * The LightRAG instance gets every document with non-blank content (``ainsert(content, ids=doc id,
-  file_paths=source_id)``): it re-chunks and **re-embeds** the content with the given embedding function
-  and the LLM extracts entities and relations into its graph. That is what :meth:`query` (LightRAG's own
+  file_paths=graph_file_path(id, source_id))``, a path unique per document: LightRAG refuses a second
+  document under the same file name): it re-chunks and **re-embeds** the content with the given embedding
+  function and the LLM extracts entities and relations into its graph. That is what :meth:`query` (LightRAG's own
   retrieval + answer generation, modes naive/local/global/hybrid/mix/bypass) uses; it is not part of the
   common interface. Use the same embedding model for the vectors you write and for ``embedding_func``
   if you want both indexes to agree. An upsert that changes a document's content or source re-indexes it
@@ -37,6 +38,13 @@ objects and files. The default tokenizer is :class:`CodePointTokenizer` (one tok
 LightRAG's chunk sizes count characters) because LightRAG's own default downloads a tiktoken file;
 pass ``tokenizer=`` (a ``lightrag.utils.Tokenizer`` or any object with ``encode``/``decode``) to change it.
 
+One event loop. LightRAG binds its state to the first event loop that uses it, and part of that state is
+process-wide (shared-storage locks, the per-workspace pipeline ingress, the worker queues behind its
+rate-limited LLM/embedding calls): from a second live loop it raises or deadlocks. So every method of
+this store runs on storebridge's background loop (the one its sync face uses anyway); awaiting it from
+your own loop only waits for the result there. ``llm_model_func`` and ``embedding_func`` are therefore
+awaited on that loop: do not pass functions holding clients bound to your own loop.
+
 Limits: NanoVectorDB rewrites ``documents.json`` whole on every write batch and keeps the collection in
 memory (O(n) per write): fine for thousands of documents, not millions. One store object per directory
 at a time (each caches its collections).
@@ -45,6 +53,7 @@ at a time (each caches its collections).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import math
@@ -52,12 +61,14 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import numpy as np
 
+from storebridge import bridge
 from storebridge.errors import (
     AlreadyExistsError,
     CollectionNotFoundError,
@@ -86,11 +97,10 @@ from storebridge.vectors import (
 )
 
 try:
+    from lightrag import LightRAG, QueryParam
     from lightrag.base import DocStatus
     from lightrag.utils import EmbeddingFunc, Tokenizer
     from nano_vectordb import NanoVectorDB
-
-    from lightrag import LightRAG, QueryParam
 except ImportError as exc:  # pragma: no cover - the registry checks first
     raise ImportError("the lightrag backend needs lightrag-hku: pip install \"storebridge[lightrag]\"") from exc
 
@@ -101,6 +111,45 @@ _RERANK_MARGIN = 16
 _META_FILE = "collection.json"
 _DOCS_FILE = "documents.json"
 _GRAPH_DIR = "lightrag"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def on_store_loop(coro: Coroutine[Any, Any, R]) -> R:
+    """Await ``coro`` on storebridge's background event loop, from any loop (or on it, directly).
+
+    LightRAG binds its state to the first loop that uses it, process-wide: its pipeline ingress, its
+    shared-storage locks and the worker queues behind the rate-limited LLM and embedding functions. Used
+    from a second live loop it raises ("belongs to another event loop") or waits forever on a future only
+    the first loop's workers can resolve: a deadlock whenever the first loop is blocked in a sync call,
+    as the LangChain/LangGraph bridges do when they use a store's sync face inside async code. So every
+    call of this store runs on the one loop that also serves its sync face; the caller's loop only awaits
+    the result (its context variables go along, as with ``run_sync``)."""
+    return await bridge.run_on_background_loop(coro)
+
+
+def graph_file_path(doc_id: str, source_id: str | None) -> str:
+    """The ``file_path`` LightRAG gets for a document: unique per document id.
+
+    LightRAG 1.5 treats ``file_path`` as a document's identity: a second document whose path has the same
+    *basename* (after stripping parser hints such as ``.[native].pdf``) is refused as a duplicate, even in
+    the same ``ainsert``. A storebridge ``source_id`` names a source shared by many documents (the chunks
+    of one file), so it cannot be used as it is. Percent-encoding both parts leaves no ``/``, ``\\``,
+    ``[`` or ``#`` in them, so the basename is the whole string and ``<source>#<id>`` is unambiguous;
+    the source stays readable in LightRAG's references."""
+    name = quote(doc_id, safe="")
+    return name if source_id is None else f"{quote(source_id, safe='')}#{name}"
+
+
+def _on_store_loop(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Run a public method on storebridge's background loop (see :func:`on_store_loop`)."""
+
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await on_store_loop(method(*args, **kwargs))
+
+    return run
 
 
 class CodePointTokenizer:
@@ -197,6 +246,8 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
             ("LightRAG re-embeds each document's content with embedding_func for its own graph/chunk indexes "
              "and cannot use the caller's vectors; query(text, mode=...) uses those"),
             "writes call the LLM (entity extraction) once per chunk when llm_model_func is given",
+            ("every call runs on storebridge's background event loop (LightRAG's state is bound to one loop); "
+             "llm_model_func and embedding_func are awaited there"),
         ),
     )
 
@@ -243,6 +294,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
     def __repr__(self) -> str:
         return f"LightRAGKnowledgeStore({str(self._root)!r})"
 
+    @_on_store_loop
     async def close(self) -> None:
         if self._closed:
             return
@@ -347,6 +399,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
 
     # -- collections ----------------------------------------------------------------------------------
 
+    @_on_store_loop
     async def create_collection(self, name: str, dimension: int, distance: Distance | str = Distance.COSINE, *,
                                 exist_ok: bool = True) -> CollectionInfo:
         name = validate_collection_name(name)
@@ -383,6 +436,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
                 raise OperationFailedError(f"cannot create collection {name!r} in {str(self._root)!r}: {exc}") from exc
             return wanted
 
+    @_on_store_loop
     async def get_collection(self, name: str) -> CollectionInfo:
         name = validate_collection_name(name)
         self._check_open()
@@ -392,6 +446,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
                 f"knowledge collection {name!r} does not exist; create it with create_collection")
         return meta[0]
 
+    @_on_store_loop
     async def list_collections(self) -> list[str]:
         self._check_open()
         try:
@@ -399,6 +454,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
         except OSError as exc:
             raise OperationFailedError(f"cannot list {str(self._root)!r}: {exc}") from exc
 
+    @_on_store_loop
     async def drop_collection(self, name: str) -> bool:
         name = validate_collection_name(name)
         self._check_open()
@@ -418,9 +474,11 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
 
     # -- writes ---------------------------------------------------------------------------------------
 
+    @_on_store_loop
     async def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
         return await self._write(collection, documents, replace=False)
 
+    @_on_store_loop
     async def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
         return await self._write(collection, documents, replace=True)
 
@@ -511,7 +569,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
         ids = [row["__id__"] for row in rows]
         try:
             await coll.rag.ainsert([row["content"] for row in rows], ids=ids,
-                                   file_paths=[row["source_id"] or "unknown_source" for row in rows])
+                                   file_paths=[graph_file_path(row["__id__"], row["source_id"]) for row in rows])
             status = await coll.rag.aget_docs_by_ids(ids)
         except Exception as exc:
             raise OperationFailedError(
@@ -550,6 +608,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
         if orphans:
             await self._graph_insert(coll, orphans)
 
+    @_on_store_loop
     async def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
         name = validate_collection_name(collection)
         tree = self._tree(filter)
@@ -579,6 +638,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
 
     # -- reads ----------------------------------------------------------------------------------------
 
+    @_on_store_loop
     async def search(self, collection: str, vector: Vector, *, k: int = 10, filter: FilterLike = None,
                      score_threshold: float | None = None, include_embeddings: bool = False) -> list[SearchHit]:
         name = validate_collection_name(collection)
@@ -614,6 +674,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
         return [SearchHit(self._document(candidates[i], include_embeddings), float(scores[i]), float(raw[i]))
                 for i in order]
 
+    @_on_store_loop
     async def get(self, collection: str, ids: Sequence[str], *,
                   include_embeddings: bool = True) -> list[KnowledgeDocument]:
         name = validate_collection_name(collection)
@@ -622,6 +683,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
         have = coll.by_id()
         return [self._document(have[i], include_embeddings) for i in wanted if i in have]
 
+    @_on_store_loop
     async def count(self, collection: str, *, filter: FilterLike = None) -> int:
         name = validate_collection_name(collection)
         tree = self._tree(filter)
@@ -630,6 +692,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
             return len(coll.db)
         return len(self._matching(coll, tree))
 
+    @_on_store_loop
     async def scroll(self, collection: str, *, limit: int = 100, cursor: str | None = None,
                      filter: FilterLike = None, include_embeddings: bool = True) -> DocumentPage:
         """Pages in id order; the cursor is the last id of the previous page (as JSON text)."""
@@ -653,6 +716,7 @@ class LightRAGKnowledgeStore(AsyncKnowledgeStore):
 
     # -- LightRAG's own retrieval (not part of the common interface) ----------------------------------
 
+    @_on_store_loop
     async def query(self, collection: str, text: str, *, mode: str = "mix", only_need_context: bool = False,
                     **param: Any) -> Any:
         """LightRAG's answer to ``text`` (or, with ``only_need_context``, the retrieved context) over the

@@ -84,6 +84,31 @@ def in_background_loop() -> bool:
     return _loop_thread is not None and threading.current_thread() is _loop_thread
 
 
+def _carrying_context(coro: Coroutine[Any, Any, T] | Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """``coro`` wrapped to run with the calling thread's context variables (request ids, tracing spans):
+    a task on the background loop otherwise runs in a copy of the loop's own context."""
+    caller_context = contextvars.copy_context()
+
+    async def wrap() -> T:
+        for var, value in caller_context.items():
+            var.set(value)
+        return await coro
+
+    return wrap()
+
+
+async def run_on_background_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on storebridge's background loop from async code on any loop (directly when already
+    on it). For stores whose client binds its state to one event loop: every call, from the sync face
+    (:func:`run_sync`) or from any caller's loop, then runs on the same loop."""
+    import asyncio
+
+    if in_background_loop():
+        return await coro
+    future = asyncio.run_coroutine_threadsafe(_carrying_context(coro), _background_loop())
+    return await asyncio.wrap_future(future)
+
+
 def run_sync(coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float | None = None) -> T:
     """Run a coroutine to completion on the background loop and return its result.
 
@@ -101,16 +126,7 @@ def run_sync(coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float | None 
             "deadlock; await the async method instead"
         )
 
-    caller_context = contextvars.copy_context()
-
-    async def wrap() -> T:
-        # The task runs in its own copy of the loop's context: give it the caller's values
-        # (request ids, tracing spans), as run_in_thread does for threads.
-        for var, value in caller_context.items():
-            var.set(value)
-        return await coro
-
-    future = asyncio.run_coroutine_threadsafe(wrap(), _background_loop())
+    future = asyncio.run_coroutine_threadsafe(_carrying_context(coro), _background_loop())
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
@@ -208,4 +224,4 @@ def derive_sync(interface: type[Any], operations: Iterable[str]) -> type[Any]:
     return type(f"SyncOverAsync{interface.__name__}", (SyncOverAsync, interface), namespace)
 
 
-__all__ = ["derive_async", "derive_sync", "in_background_loop", "run_in_thread", "run_sync"]
+__all__ = ["derive_async", "derive_sync", "in_background_loop", "run_in_thread", "run_on_background_loop", "run_sync"]

@@ -587,3 +587,18 @@ def test_derive_async_and_sync_on_a_custom_interface():
     assert SyncFace.greet.__doc__ == "Say hello."
     assert run_sync(AsyncFace(Plain()).greet("ann")).startswith("hi ann from storebridge-io")
     assert SyncFace(Native()).greet(name="bob") == "hi bob from storebridge-loop"
+
+
+@pytest.mark.asyncio
+async def test_run_on_background_loop_runs_there_with_the_callers_context() -> None:
+    from storebridge import bridge
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    request_id.set("r-42")
+
+    async def where() -> tuple[bool, str]:
+        return bridge.in_background_loop(), request_id.get()
+
+    assert await bridge.run_on_background_loop(where()) == (True, "r-42")
+    # from the background loop itself (what a sync-face call runs on), it awaits directly
+    assert bridge.run_sync(bridge.run_on_background_loop(where())) == (True, "r-42")
