@@ -16,13 +16,13 @@ computed in float64), ``eq`` (``map<text, text>``: one entry per top-level scala
 range field. SAI indexes: ``v`` (with the collection's ``similarity_function``), ``ENTRIES(eq)``,
 ``tok`` (values) and each ``r_<key>``.
 
-Encoding: a key is the hex of its UTF-8 (``h`` + SHA-256 beyond 128 hex characters); a scalar is
-``t``/``f`` for bools, ``n`` + a canonical number (integral values as exact integers, so ``1 == 1.0``
-but ``True != 1``), ``s`` + the hex of a string (``S`` + SHA-256 beyond 100 bytes). ``eq`` maps the
-encoded key to the encoded value; ``tok`` holds ``<key>:<value>`` per list element. Everything is ASCII
-without spaces, so SAI's default (case-sensitive, unnormalised) matching is exact equality; a bool never
-equals a number and a list never equals a scalar, because they encode differently. (The same encoding as
-the Weaviate backend's tokens.)
+Encoding (the facts of :mod:`storebridge.filter_facts`, spelled with its ``hex_key`` and ``hex_value``,
+as the Weaviate backend's tokens are): a key is the hex of its UTF-8 (``h`` + SHA-256 beyond 64 bytes); a
+scalar is ``t``/``f`` for bools, ``n`` + a canonical number (integral values as exact integers, so
+``1 == 1.0`` but ``True != 1``), ``s`` + the hex of a string (``S`` + SHA-256 beyond 100 bytes). ``eq``
+maps the encoded key to the encoded value; ``tok`` holds ``<key>:<value>`` per list element. Everything is
+ASCII without spaces, so SAI's default (case-sensitive, unnormalised) matching is exact equality; a bool
+never equals a number and a list never equals a scalar, because they encode differently.
 
 Operators, for Cassandra 5.0's SAI, which evaluates ``=``, ``<``, ``<=``, ``>``, ``>=``, ``CONTAINS``,
 ``CONTAINS KEY`` and map-entry ``=`` joined by ``AND`` (no ``OR``, no ``NOT``/``!=``, ``IN`` only as a
@@ -50,14 +50,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storebridge.errors import (
-    ConfigurationError,
-    FilterError,
-    StorebridgeError,
-    UnsupportedFilterError,
-    ValidationError,
-)
-from storebridge.filters import And, Comparison, Filter, Op, is_number, validate_key
+from storebridge.errors import ConfigurationError, FilterError, UnsupportedFilterError, ValidationError
+from storebridge.filter_facts import as_double, field_facts, hex_key, hex_value
+from storebridge.filters import And, Comparison, Filter, Op, Scalar, is_number, validate_key
 from storebridge.models import Distance
 
 # -- identifiers ------------------------------------------------------------------------------------------
@@ -111,68 +106,23 @@ def table_of(keyspace: str, table: str) -> str:
 
 # -- tokens ----------------------------------------------------------------------------------------------
 
-def key_part(key: str) -> str:
-    raw = key.encode("utf-8")
-    text = raw.hex()
-    return text if len(text) <= 128 else "h" + hashlib.sha256(raw).hexdigest()
-
-
-def number_text(value: float) -> str:
-    """Canonical text: equal for equal numbers (``1``, ``1.0``, ``-0.0 == 0``), exact for big integers."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    return str(int(value))
-
-
-def value_part(value: Any) -> str:
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if is_number(value):
-        text = number_text(value)
-        return "n" + text if len(text) <= 100 else "N" + hashlib.sha256(text.encode("ascii")).hexdigest()
-    if isinstance(value, str):
-        raw = value.encode("utf-8")
-        return "s" + raw.hex() if len(raw) <= 100 else "S" + hashlib.sha256(raw).hexdigest()
-    raise TypeError(f"not a scalar: {value!r}")
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, bool)) or is_number(value)
-
-
-def contains_token(key: str, value: Any) -> str:
-    return f"{key_part(key)}:{value_part(value)}"
+def contains_token(key: str, value: Scalar) -> str:
+    return f"{hex_key(key)}:{hex_value(value)}"
 
 
 def range_column(key: str) -> str:
-    return "r_" + key_part(key)
-
-
-def _filterable(key: Any) -> bool:
-    try:
-        validate_key(key)
-    except StorebridgeError:
-        return False
-    return True
+    return "r_" + hex_key(key)
 
 
 def indexed(metadata: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
     """One document's ``eq`` map and ``tok`` set."""
     equal: dict[str, str] = {}
     contains: set[str] = set()
-    for key, value in metadata.items():
-        if value is None or not isinstance(key, str) or not _filterable(key):
-            continue
-        if isinstance(value, list):
-            contains.update(contains_token(key, item) for item in value if _scalar(item))
-        elif _scalar(value):
-            equal[key_part(key)] = value_part(value)
+    for facts in field_facts(metadata):
+        if facts.elements is not None:
+            contains.update(contains_token(facts.key, item) for item in facts.elements)
+        elif facts.scalar is not None:
+            equal[hex_key(facts.key)] = hex_value(facts.scalar)
     return equal, contains
 
 
@@ -181,14 +131,14 @@ def range_values(metadata: Mapping[str, Any], range_fields: Sequence[str]) -> li
     values: list[float | None] = []
     for key in range_fields:
         value = metadata.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                values.append(float(value))
-            except OverflowError:
-                raise ValidationError(f"metadata key {key!r} holds {value!r}, beyond float64's range, which the "
-                                      "range column cannot hold; store it as a string") from None
-        else:
+        if not is_number(value):
             values.append(None)
+            continue
+        number = as_double(value)
+        if number is None:
+            raise ValidationError(f"metadata key {key!r} holds {value!r}, beyond float64's range, which the "
+                                  "range column cannot hold; store it as a string")
+        values.append(number)
     return values
 
 
@@ -361,7 +311,7 @@ def compile_filter(tree: Filter | None, range_fields: Sequence[str]) -> Where:
     upper: dict[str, tuple[float, bool]] = {}
     for leaf in _leaves(tree):
         if leaf.op is Op.EQ:
-            key, value = key_part(leaf.field), value_part(leaf.value)
+            key, value = hex_key(leaf.field), hex_value(leaf.value)
             if equal.setdefault(key, value) != value:
                 return Where(never=True)  # one field cannot equal two different values
         elif leaf.op is Op.CONTAINS:

@@ -46,13 +46,21 @@ import json
 import re
 import ssl
 import threading
-import time
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import (
+    Candidate,
+    EngineKnowledgeStore,
+    count_option,
+    flag_option,
+    option,
+    poll,
+    seconds_option,
+    url_options,
+)
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -64,7 +72,7 @@ from storebridge.errors import (
 from storebridge.filters import Filter, evaluate
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
-from storebridge.urls import mask_secrets, merge_url_option, parse_url
+from storebridge.urls import mask_secrets, parse_url
 from storebridge.vectors import metadata_json
 
 from . import _query as q
@@ -91,19 +99,6 @@ _OPTIONS = {"username", "password", "consistency", "local_dc", "ssl", "prefix", 
             "concurrency", "ann_limit", "secure_bundle", "token"}
 _TOKEN_RE = re.compile(r"^-?[0-9]{1,19}$")
 _INT64 = 2**63
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _number(name: str, value: Any, kind: type) -> Any:
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"the cassandra option {name} must be a number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigurationError(f"the cassandra option {name} must be positive, got {value!r}")
-    return number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +127,9 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "cassandra"
     write_batch = 500
-    capabilities = KnowledgeCapabilities(
+    capabilities = KnowledgeCapabilities(  # top-level keys, every distance
         filter_operators=q.SUPPORTED,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
         recall_floor=0.9,
-        persistent=True,
         max_batch=500,
         notes=("SAI on Cassandra 5.0 evaluates AND only: $ne $nin $in $exists $or $not raise UnsupportedFilterError",
                "range operators are declared when range_fields names the keys (a double column and SAI index each)",
@@ -168,16 +159,13 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
             if parsed.scheme != "cassandra" or parsed.driver not in (None, "astra"):
                 raise ConfigurationError(f"not a cassandra URL: {parsed}; use cassandra://host:9042/keyspace")
             astra = parsed.driver == "astra"
-            options = dict(parsed.query)
-            unknown = sorted(set(options) - _OPTIONS)
-            if unknown:
-                raise ConfigurationError(f"unknown cassandra URL options {unknown}; known: {sorted(_OPTIONS)}")
-            keyspace = merge_url_option("keyspace", keyspace, parsed.database)
-            username = merge_url_option("username", username, parsed.username or options.get("username"))
-            password = merge_url_option("password", password, parsed.password or options.get("password"))
-            token = merge_url_option("token", token, options.get("token"))
-            secure_bundle = merge_url_option("secure_bundle", secure_bundle, options.get("secure_bundle"))
-            local_dc = merge_url_option("local_dc", local_dc, options.get("local_dc"))
+            options = url_options(parsed.query, _OPTIONS, "cassandra")
+            keyspace = option("keyspace", keyspace, parsed.database)
+            username = option("username", username, parsed.username or options.get("username"))
+            password = option("password", password, parsed.password or options.get("password"))
+            token = option("token", token, options.get("token"))
+            secure_bundle = option("secure_bundle", secure_bundle, options.get("secure_bundle"))
+            local_dc = option("local_dc", local_dc, options.get("local_dc"))
             if not astra:
                 hosts = [h for h in (parsed.host or "").split(",") if h]
                 if not hosts:
@@ -187,7 +175,7 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
         if keyspace is None and session is not None:
             keyspace = getattr(session, "keyspace", None)
         self._keyspace = q.check_keyspace(keyspace)
-        self._prefix = q.check_prefix(merge_url_option("prefix", prefix, options.get("prefix")) or q.DEFAULT_PREFIX)
+        self._prefix = q.check_prefix(option("prefix", prefix, options.get("prefix")) or q.DEFAULT_PREFIX)
         fields = range_fields if range_fields is not None else options.get("range_fields", "")
         if range_fields is not None and "range_fields" in options:
             raise ConfigurationError("range_fields is given twice: as an argument and in the URL; give it once")
@@ -195,18 +183,16 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
         if self._range_fields:
             self.capabilities = dataclasses.replace(type(self).capabilities,
                                                     filter_operators=q.SUPPORTED | q.RANGES)
-        level = merge_url_option("consistency", consistency, options.get("consistency")) or "LOCAL_QUORUM"
+        level = option("consistency", consistency, options.get("consistency")) or "LOCAL_QUORUM"
         self._consistency = ConsistencyLevel.name_to_value.get(str(level).upper())
         if self._consistency is None:
             raise ConfigurationError(f"unknown cassandra consistency level {level!r}; use e.g. LOCAL_QUORUM or QUORUM")
-        self._timeout = _number("timeout", merge_url_option("timeout", timeout, options.get("timeout")), float)
-        self._concurrency = _number("concurrency", merge_url_option(
-            "concurrency", concurrency, options.get("concurrency")), int) or 64
-        self._ann_limit = _number("ann_limit", merge_url_option(
-            "ann_limit", ann_limit, options.get("ann_limit")), int) or q.ANN_MAX_LIMIT
-        use_ssl = options.get("ssl", "false").lower()
-        if use_ssl not in _TRUE + _FALSE:
-            raise ConfigurationError(f"the cassandra option ssl takes true or false, got {options['ssl']!r}")
+        self._timeout = seconds_option("timeout", option("timeout", timeout, options.get("timeout")), zero_ok=False)
+        self._concurrency = count_option("concurrency", option("concurrency", concurrency, options.get("concurrency")),
+                                         64)
+        self._ann_limit = count_option("ann_limit", option("ann_limit", ann_limit, options.get("ann_limit")),
+                                       q.ANN_MAX_LIMIT)
+        use_ssl = flag_option("ssl", options.get("ssl"), False)
         if session is not None:
             self._session = session
             self._where = f"the given Cassandra session (keyspace {self._keyspace!r})"
@@ -228,14 +214,13 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
                 kwargs.update(contact_points=hosts, port=port)
                 if username is not None or password is not None:
                     kwargs["auth_provider"] = PlainTextAuthProvider(username or "", password or "")
-                if use_ssl in _TRUE:
+                if use_ssl:
                     kwargs.setdefault("ssl_context", ssl.create_default_context())
             try:
                 self._cluster = Cluster(**kwargs)
                 self._session = self._cluster.connect()
             except Exception as exc:
-                if self._cluster is not None:
-                    self._cluster.shutdown()
+                self._engine_close()
                 raise self._translate_error(exc, "connect") from exc
         with self._call("create the catalog table"):
             self._execute(q.create_catalog(self._keyspace, self._prefix), (), ddl=True)
@@ -243,11 +228,8 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
     def __repr__(self) -> str:
         return f"CassandraKnowledgeStore({self._where}, prefix={self._prefix!r})"
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._cluster is not None:
+    def _engine_close(self) -> None:
+        if self._cluster is not None:  # a cluster this store made (not the caller's session)
             self._cluster.shutdown()
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -362,8 +344,8 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
         """Return once every SAI index of ``table`` is queryable on the coordinator (servers without
         ``system_views.sai_column_indexes`` are not asked)."""
         wanted = set(q.index_names(table, self._range_fields))
-        deadline = time.monotonic() + limit
-        while True:
+        ready: set[str] = set()
+        for _ in poll(limit, delay=0.2, most=0.2):
             try:  # a node-local virtual table: read at ONE
                 status = self._session.prepare(q.index_status(self._keyspace))
                 status.consistency_level = ConsistencyLevel.ONE
@@ -373,10 +355,8 @@ class CassandraKnowledgeStore(EngineKnowledgeStore):
             ready = {row[0] for row in rows if row[0] in wanted and row[1]}
             if ready == wanted:
                 return
-            if time.monotonic() > deadline:
-                raise OperationFailedError(f"the SAI indexes {sorted(wanted - ready)} of table {table!r} are not "
-                                           f"queryable after {limit:.0f} s")
-            time.sleep(0.2)
+        raise OperationFailedError(f"the SAI indexes {sorted(wanted - ready)} of table {table!r} are not queryable "
+                                   f"after {limit:.0f} s")
 
     def _engine_drop(self, name: str) -> None:
         table = self._tables.get(name)

@@ -10,7 +10,7 @@ Document body (one Couchbase document per storebridge document, in the collectio
   caller gave it (KV reads return the JSON bytes written, so ``1.0`` stays a float);
 * ``vec``: the vector the Search index searches (for cosine the unit vector, so the index's
   ``dot_product`` similarity orders by cosine); ``vo``: cosine only, the caller's float32 vector in base64;
-* ``sbf``: typed copies of the filterable top-level metadata (keys the filter language accepts), named by
+* ``sbf``: typed copies of the filterable top-level metadata (the facts of :mod:`storebridge.filter_facts`), named by
   the hex of the key's UTF-8 so no character of a user key reaches a field path: ``sbf.k`` the keys present
   and not None; ``sbf.s.<hex>`` a string (``"=" + value``, or ``"#" + SHA-256`` past 256 bytes, so the empty
   string and very long strings are ordinary terms), ``sbf.n.<hex>`` a number, ``sbf.b.<hex>`` a bool, and
@@ -47,15 +47,16 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from storebridge.engine import sql_condition
 from storebridge.errors import ConfigurationError, FilterError, UnsupportedFilterError, ValidationError
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, is_number, validate_key
+from storebridge.filter_facts import as_double, field_facts, fold, range_bound
+from storebridge.filters import Comparison, Filter, Op, is_number
 from storebridge.models import Distance, KnowledgeDocument
 from storebridge.vectors import metadata_json
 
@@ -142,22 +143,6 @@ def _hex(key: str) -> str:
     return key.encode("utf-8").hex()
 
 
-def _filterable(key: Any) -> bool:
-    try:
-        validate_key(key)
-    except FilterError:
-        return False
-    return True
-
-
-def as_double(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def term(text: str) -> str:
     """The indexed (and searched) form of a string: never empty, never longer than 64 + 1 characters
     past :data:`MAX_TERM_BYTES` bytes."""
@@ -168,25 +153,25 @@ def term(text: str) -> str:
 def typed_copies(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The ``sbf`` object of a body (see the module docstring)."""
     out: dict[str, Any] = {"k": []}
-    for name, value in metadata.items():
-        if value is None or not _filterable(name):
-            continue
-        h = _hex(name)
+    for facts in field_facts(metadata):
+        h = _hex(facts.key)
         out["k"].append(h)
-        if isinstance(value, (list, tuple)):
-            for family, items in (("ls", [term(v) for v in value if isinstance(v, str)]),
-                                  ("ln", [n for n in (as_double(v) for v in value if is_number(v)) if n is not None]),
-                                  ("lb", [v for v in value if isinstance(v, bool)])):
-                if items:
-                    out.setdefault(family, {})[h] = items
+        value = facts.scalar
+        if facts.elements is not None:
+            items = facts.elements
+            for family, copies in (("ls", [term(v) for v in items if isinstance(v, str)]),
+                                   ("ln", [n for n in (as_double(v) for v in items if is_number(v)) if n is not None]),
+                                   ("lb", [v for v in items if isinstance(v, bool)])):
+                if copies:
+                    out.setdefault(family, {})[h] = copies
         elif isinstance(value, bool):
             out.setdefault("b", {})[h] = value
-        elif is_number(value):
-            number = as_double(value)
-            if number is not None:
-                out.setdefault("n", {})[h] = number
         elif isinstance(value, str):
             out.setdefault("s", {})[h] = term(value)
+        elif facts.number is not None:
+            number = as_double(facts.number)
+            if number is not None:  # beyond ±1.8e308 it is not indexed as a number (see above)
+                out.setdefault("n", {})[h] = number
     return out
 
 
@@ -288,23 +273,12 @@ def _sqlpp_number(value: Any) -> Any:
 def compile_sqlpp(tree: Filter, params: _Params | None = None) -> tuple[str, dict[str, Any]]:
     """A SQL++ condition over documents aliased ``d`` (metadata in ``d.m``), and its named parameters."""
     params = params or _Params()
-    return _SQLPP(params).node(tree), params.values
+    return sql_condition(tree, _SQLPP(params).comparison), params.values
 
 
 class _SQLPP:
     def __init__(self, params: _Params) -> None:
         self.params = params
-
-    def node(self, node: Filter) -> str:
-        if isinstance(node, Comparison):
-            return self.comparison(node)
-        if isinstance(node, And):
-            return "(" + " AND ".join(self.node(c) for c in node.children) + ")"
-        if isinstance(node, Or):
-            return "(" + " OR ".join(self.node(c) for c in node.children) + ")"
-        if isinstance(node, Not):
-            return f"(NOT {self.node(node.child)})"
-        raise FilterError(f"not a filter node: {node!r}")
 
     def comparison(self, node: Comparison) -> str:
         field, op, value = node.field, node.op, node.value
@@ -321,11 +295,10 @@ class _SQLPP:
             element = self.equals_any("e", (value,))
             return f'(TYPE({x}) = "array" AND ANY e IN {x} SATISFIES {element} END)'
         if op in _RANGE_SQL:
-            number = _sqlpp_number(value)
-            if number is None:
-                matches_all = (op in (Op.LT, Op.LTE)) == (value > 0)
-                return f'(TYPE({x}) = "number")' if matches_all else "FALSE"
-            return f'(TYPE({x}) = "number" AND {x} {_RANGE_SQL[op]} {self.params.bind(number)})'
+            bound = range_bound(op, value)
+            if isinstance(bound, bool):  # no double holds the bound: every number, or none
+                return f'(TYPE({x}) = "number")' if bound else "FALSE"
+            return f'(TYPE({x}) = "number" AND {x} {_RANGE_SQL[op]} {self.params.bind(_sqlpp_number(value))})'
         raise FilterError(f"unknown filter operator {op!r}")
 
     def equals_any(self, x: str, values: Sequence[Any]) -> str:
@@ -385,7 +358,7 @@ MATCH_NONE: dict[str, Any] = {"match_none": {}}
 def compile_fts(tree: Filter) -> dict[str, Any] | bool:
     """The Search query for ``tree`` over the ``sbf`` fields, or True (matches everything: no prefilter) /
     False (matches nothing: no need to search)."""
-    return _FTS().node(tree)
+    return fold(tree, _FTS().comparison, all_of=lambda parts: {"conjuncts": parts}, any_of=_any, negate=_negate)
 
 
 def _negate(query: dict[str, Any] | bool) -> dict[str, Any] | bool:
@@ -399,25 +372,6 @@ def _negate(query: dict[str, Any] | bool) -> dict[str, Any] | bool:
 
 
 class _FTS:
-    def node(self, node: Filter) -> dict[str, Any] | bool:
-        if isinstance(node, Comparison):
-            return self.comparison(node)
-        if isinstance(node, Not):
-            return _negate(self.node(node.child))
-        parts = [self.node(c) for c in node.children]
-        if isinstance(node, And):
-            if any(p is False for p in parts):
-                return False
-            kept = [p for p in parts if p is not True]
-            if not kept:
-                return True
-            return kept[0] if len(kept) == 1 else {"conjuncts": kept}
-        if isinstance(node, Or):
-            if any(p is True for p in parts):
-                return True
-            return _any([p for p in parts if p is not False])
-        raise FilterError(f"not a filter node: {node!r}")
-
     def comparison(self, node: Comparison) -> dict[str, Any] | bool:
         field, op, value = node.field, node.op, node.value
         if "." in field:
@@ -434,11 +388,9 @@ class _FTS:
             query = _equals(h, value, "l")
             return False if query is None else query
         if op in _RANGE_SQL:
-            number = as_double(value)
-            if number is None:
-                matches_all = (op in (Op.LT, Op.LTE)) == (value > 0)
-                return {"min": -1.7976931348623157e308, "inclusive_min": True, "field": f"sbf.n.{h}"} \
-                    if matches_all else False
+            number = range_bound(op, value)
+            if isinstance(number, bool):  # no double holds the bound: every number, or none
+                return {"min": -1.7976931348623157e308, "inclusive_min": True, "field": f"sbf.n.{h}"} if number else False
             bound = "min" if op in (Op.GT, Op.GTE) else "max"
             return {bound: number, f"inclusive_{bound}": op in (Op.GTE, Op.LTE), "field": f"sbf.n.{h}"}
         raise FilterError(f"unknown filter operator {op!r}")
@@ -469,7 +421,6 @@ __all__ = [
     "MATCH_ALL",
     "MATCH_NONE",
     "VECTOR_FIELD",
-    "as_double",
     "body",
     "compile_fts",
     "compile_sqlpp",

@@ -40,14 +40,13 @@ store) with ``bucket=``/``scope=`` arguments.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import Candidate, EngineKnowledgeStore, option, poll, url_options
 from storebridge.errors import (
     AlreadyExistsError,
     CollectionNotFoundError,
@@ -57,10 +56,10 @@ from storebridge.errors import (
     OperationFailedError,
     StorebridgeError,
 )
-from storebridge.filters import ALL_OPS, Filter, evaluate
+from storebridge.filters import Filter, evaluate
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
-from storebridge.urls import mask_secrets, merge_url_option, parse_url
+from storebridge.urls import mask_secrets, parse_url
 
 from ._query import (
     INFO_KEY,
@@ -96,21 +95,18 @@ def parse_couchbase_url(url: str) -> dict[str, Any]:
     if parsed.scheme not in SCHEMES or parsed.driver is not None:
         raise ConfigurationError(f"not a Couchbase URL: {parsed}; use couchbase://host?bucket=B&scope=S&username=U"
                                  "&password=P (couchbases:// for TLS)")
-    unknown = sorted(set(parsed.query) - URL_OPTIONS)
-    if unknown:
-        raise ConfigurationError(f"unsupported Couchbase URL options {unknown}; supported: {sorted(URL_OPTIONS)}")
+    query = url_options(parsed.query, URL_OPTIONS, "Couchbase")
     if not parsed.host:
         raise ConfigurationError(f"the Couchbase URL {parsed} names no host")
     if parsed.path not in ("", "/"):
         raise ConfigurationError(f"the Couchbase URL {parsed} has a path; give the bucket as ?bucket=")
-    query = parsed.query
     host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
     return {
         "connection_string": f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else ""),
         "bucket": query.get("bucket"),
         "scope": query.get("scope"),
-        "username": merge_url_option("username", parsed.username, query.get("username")),
-        "password": merge_url_option("password", parsed.password, query.get("password")),
+        "username": option("username", parsed.username, query.get("username")),
+        "password": option("password", parsed.password, query.get("password")),
         "collection_prefix": query.get("collection_prefix"),
     }
 
@@ -120,13 +116,8 @@ class CouchbaseKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "couchbase"
     write_batch = 256
-    capabilities = KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
+    capabilities = KnowledgeCapabilities(  # every operator, top-level keys, every distance
         recall_floor=0.9,
-        persistent=True,
         max_batch=256,
         notes=(
             "vector search: Couchbase Search (7.6.4+ for filtered searches); count/delete/scroll: SQL++",
@@ -147,21 +138,20 @@ class CouchbaseKnowledgeStore(EngineKnowledgeStore):
         if url is not None:
             options = parse_couchbase_url(url)
         self._secrets = tuple(s for s in (options["password"], password) if s)
-        self._bucket_name = validate_bucket(merge_url_option("bucket", bucket, options["bucket"]))
-        self._scope_name = validate_scope(merge_url_option("scope", scope, options["scope"]) or "_default")
+        self._bucket_name = validate_bucket(option("bucket", bucket, options["bucket"]))
+        self._scope_name = validate_scope(option("scope", scope, options["scope"]) or "_default")
         self._prefix = validate_prefix(
-            merge_url_option("collection_prefix", collection_prefix, options["collection_prefix"]) or "sbk_")
+            option("collection_prefix", collection_prefix, options["collection_prefix"]) or "sbk_")
         self._ready_timeout = float(ready_timeout)
         where = options["connection_string"] or "the given Couchbase cluster"
         self._where = f"Couchbase {where} bucket {self._bucket_name!r} scope {self._scope_name!r}"
-        self._owns_client = client is None
         self._state_lock = threading.Lock()
         self._tokens: dict[tuple[str, int], Any] = {}  # newest mutation token per (bucket, partition)
         from couchbase.exceptions import CouchbaseException
 
         if client is None:
-            user = merge_url_option("username", username, options["username"])
-            secret = merge_url_option("password", password, options["password"])
+            user = option("username", username, options["username"])
+            secret = option("password", password, options["password"])
             if not user or not secret:
                 raise ConfigurationError("the Couchbase URL needs username= and password= (or user:password@host)")
             from couchbase.auth import PasswordAuthenticator
@@ -173,8 +163,8 @@ class CouchbaseKnowledgeStore(EngineKnowledgeStore):
                 wait = timedelta(seconds=connect_timeout)
                 cluster_options["timeout_options"] = ClusterTimeoutOptions(bootstrap_timeout=wait, connect_timeout=wait)
             try:
-                client = Cluster(options["connection_string"],
-                                 ClusterOptions(PasswordAuthenticator(user, secret), **cluster_options))
+                client = self._owned_client = Cluster(
+                    options["connection_string"], ClusterOptions(PasswordAuthenticator(user, secret), **cluster_options))
                 client.wait_until_ready(timedelta(seconds=connect_timeout), WaitUntilReadyOptions(
                     service_types=[ServiceType.KeyValue, ServiceType.Query, ServiceType.Search]))
             except CouchbaseException as exc:
@@ -191,13 +181,6 @@ class CouchbaseKnowledgeStore(EngineKnowledgeStore):
 
     def __repr__(self) -> str:
         return f"CouchbaseKnowledgeStore({self._where}, collection_prefix={self._prefix!r})"
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            self._cluster.close()
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -268,18 +251,14 @@ class CouchbaseKnowledgeStore(EngineKnowledgeStore):
 
     def _wait(self, what: str, attempt: Callable[[], T], retry_on: tuple[type[BaseException], ...]) -> T:
         """Run ``attempt`` until it stops raising ``retry_on`` (a resource that is still being created)."""
-        deadline = time.monotonic() + self._ready_timeout
-        delay = 0.1
-        while True:
+        last: BaseException | None = None
+        for _ in poll(self._ready_timeout, delay=0.1):
             try:
                 return attempt()
             except retry_on as exc:
-                if time.monotonic() > deadline:
-                    raise OperationFailedError(
-                        f"{what} on {self._where} was not ready after {self._ready_timeout:.0f}s: "
-                        f"{mask_secrets(exc, *self._secrets)}") from exc
-                time.sleep(delay)
-                delay = min(1.0, delay * 2)
+                last = exc
+        raise OperationFailedError(f"{what} on {self._where} was not ready after {self._ready_timeout:.0f}s: "
+                                   f"{mask_secrets(last, *self._secrets)}") from last
 
     @staticmethod
     def _raise_first(exceptions: dict[str, Any], ignore: tuple[type[BaseException], ...] = ()) -> None:

@@ -7,8 +7,8 @@ without a server.
 Why one array of tags. ``$vectorSearch.filter`` accepts only ``$eq $ne $gt $gte $lt $lte $in $nin`` and
 ``$and $or $not $nor`` on fields declared ``filter`` in the index (no ``$exists``, no ``$type``), and
 the index definition is fixed when it is built. So every equality-like fact about the top-level
-metadata goes into ONE array of strings, ``_sb_t``, declared once; each element is
-``<fid>:<code>`` where ``<fid>`` is the hex of the key (or ``h`` + 40 hex digits of its SHA-256 for keys
+metadata (the facts of :mod:`storebridge.filter_facts`) goes into ONE array of strings, ``_sb_t``,
+declared once; each element is ``<fid>:<code>`` where ``<fid>`` is the hex of the key (or ``h`` + 40 hex digits of its SHA-256 for keys
 over 24 bytes) and ``<code>`` is:
 
 ========================  =====================================================================
@@ -24,7 +24,8 @@ plus ``_`` in every document, so the array is never missing or empty. On an arra
 vector index's) ``$eq`` / ``$in`` match if one element matches and ``$ne`` / ``$nin`` if none does, so:
 ``eq`` is ``{_sb_t: tag}``, ``ne`` ``{_sb_t: {$ne: tag}}`` (a missing key matches), ``in`` / ``nin``
 are ``$in`` / ``$nin`` of tags, ``contains`` the ``l`` tag, ``exists`` the ``p`` tag (``$ne`` for false),
-``$not`` is ``$nor`` (the exact complement; a missing field makes the inner condition false).
+``$not`` is ``$nor`` (the exact complement; a missing field makes the inner condition false), so the tree
+compiles as it is (:func:`storebridge.filter_facts.fold`).
 
 Ranges need a numeric field: the first N numeric keys of a collection each get a numeric slot field
 ``_sb_n<k>`` (N = ``numeric_slots``, fixed when the index is made, declared ``filter`` in it); a
@@ -35,15 +36,27 @@ document holds its number there as a double, so ranges see numbers only and comp
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storebridge.errors import FilterError, InvalidIdentifierError, ValidationError
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, is_number
-from storebridge.filters import validate_key as _validate_key
+from storebridge.errors import InvalidIdentifierError, ValidationError
+from storebridge.filter_facts import (
+    BOOL,
+    NUMBER,
+    Fact,
+    Token,
+    Value,
+    as_double,
+    comparison_facts,
+    field_facts,
+    fold,
+    hex_key,
+    is_scalar,
+    range_bound,
+)
+from storebridge.filters import Comparison, Filter, Op
 from storebridge.models import Distance, KnowledgeDocument
 
 CONTENT = "content"
@@ -97,50 +110,41 @@ def similarity(distance: Distance) -> str:
 
 
 def field_id(key: str) -> str:
-    raw = key.encode("utf-8")
-    if len(raw) <= _MAX_HEX_KEY_BYTES:
-        return raw.hex()
-    return "h" + hashlib.sha256(raw).hexdigest()[:40]
+    """A metadata key as ``[0-9a-f]`` (or ``h`` + 40 hex digits for keys over 24 bytes)."""
+    return hex_key(key, max_bytes=_MAX_HEX_KEY_BYTES, digest_chars=40)
 
 
-def canonical_number(value: float) -> str:
-    if isinstance(value, int) or (math.isfinite(value) and float(value).is_integer()):
-        return str(int(value))
-    return repr(float(value))
+def scalar_code(value: Value) -> str:
+    """The code of a scalar (see the module docstring)."""
+    if value.kind == BOOL:
+        return "bt" if value.text == "1" else "bf"
+    if value.kind == NUMBER:
+        return "n" + value.text
+    raw = value.text.encode("utf-8")
+    return "s" + value.text if len(raw) <= _MAX_PLAIN_STRING_BYTES else "h" + hashlib.sha256(raw).hexdigest()
 
 
 def value_code(value: Any) -> str | None:
     """The code of a scalar (see the module docstring), or None for what no filter value can equal."""
-    if isinstance(value, bool):
-        return "bt" if value else "bf"
-    if is_number(value):
-        return "n" + canonical_number(value)
-    if isinstance(value, str):
-        if len(value.encode("utf-8")) <= _MAX_PLAIN_STRING_BYTES:
-            return "s" + value
-        return "h" + hashlib.sha256(value.encode("utf-8")).hexdigest()
-    return None
+    return scalar_code(Value.of(value)) if is_scalar(value) else None
 
 
 def tag(key: str, code: str) -> str:
     return f"{field_id(key)}:{code}"
 
 
-def indexable_key(key: Any) -> bool:
-    try:
-        _validate_key(key)
-    except FilterError:
-        return False
-    return True
+def token_tag(token: Token) -> str:
+    """The element of ``_sb_t`` that says a fact (``p``, a scalar's code, ``l`` + an element's code)."""
+    if token.fact is Fact.PRESENT:
+        return tag(token.key, "p")
+    assert token.value is not None and token.fact in (Fact.EQUALS, Fact.ELEMENT)
+    return tag(token.key, ("l" if token.fact is Fact.ELEMENT else "") + scalar_code(token.value))
 
 
-def as_double(value: float) -> float:
+def slot_value(value: float) -> float:
     """A metadata number as the double the slot field holds; beyond float64's range it cannot be held."""
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
+    number = as_double(value)
+    if number is None:
         raise ValidationError(f"the number {value!r} is beyond float64's range, which the vector search index "
                               "cannot hold; store it as a string")
     return number
@@ -148,7 +152,7 @@ def as_double(value: float) -> float:
 
 def numeric_keys(doc: KnowledgeDocument) -> list[str]:
     """The top-level keys of ``doc`` whose value is a number (they need a slot)."""
-    return [key for key, value in doc.metadata.items() if is_number(value) and indexable_key(key)]
+    return [facts.key for facts in field_facts(doc.metadata) if facts.number is not None]
 
 
 def document(doc: KnowledgeDocument, meta_json: str, vector: Sequence[float], original: bytes | None,
@@ -162,19 +166,10 @@ def document(doc: KnowledgeDocument, meta_json: str, vector: Sequence[float], or
         stored[SOURCE] = doc.source_id
     if original is not None:
         stored[ORIG] = original
-    for key, value in doc.metadata.items():
-        if value is None or not indexable_key(key):
-            continue
-        codes = ["p"]
-        if isinstance(value, (list, tuple)):
-            codes += ["l" + code for code in (value_code(item) for item in value) if code is not None]
-        else:
-            code = value_code(value)
-            if code is not None:
-                codes.append(code)
-            if is_number(value):
-                stored[slot_field(slots[field_id(key)])] = as_double(value)
-        tags += [tag(key, code) for code in dict.fromkeys(codes)]
+    for facts in field_facts(doc.metadata):
+        if facts.number is not None:
+            stored[slot_field(slots[field_id(facts.key)])] = slot_value(facts.number)
+        tags += [token_tag(token) for token in facts.tokens() if token.fact is not Fact.NUMBER]
     stored[TAGS] = tags
     return stored
 
@@ -201,68 +196,38 @@ class _Compiler:
     def __init__(self, slots: Mapping[str, int]) -> None:
         self.slots = slots
 
-    def compile(self, node: Filter) -> dict[str, Any] | bool:
-        if isinstance(node, Comparison):
-            return self.comparison(node)
-        if isinstance(node, And):
-            parts = [self.compile(child) for child in node.children]
-            if any(part is False for part in parts):
-                return False
-            kept = [part for part in parts if isinstance(part, dict)]
-            if not kept:
-                return True
-            return kept[0] if len(kept) == 1 else {"$and": kept}
-        if isinstance(node, Or):
-            parts = [self.compile(child) for child in node.children]
-            if any(part is True for part in parts):
-                return True
-            kept = [part for part in parts if isinstance(part, dict)]
-            if not kept:
-                return False
-            return kept[0] if len(kept) == 1 else {"$or": kept}
-        if isinstance(node, Not):
-            return _negate(self.compile(node.child))
-        raise ValidationError(f"unknown filter node {node!r}")  # pragma: no cover - parse_filter checks
-
     def comparison(self, node: Comparison) -> dict[str, Any] | bool:
-        key, op, value = node.field, node.op, node.value
-        if op is Op.EXISTS:
-            present = {TAGS: tag(key, "p")}
-            return present if value else {TAGS: {"$ne": tag(key, "p")}}
-        if op in (Op.EQ, Op.NE):
-            code = value_code(value)
-            if code is None:  # pragma: no cover - filter values are scalars
-                return op is Op.NE
-            return {TAGS: tag(key, code)} if op is Op.EQ else {TAGS: {"$ne": tag(key, code)}}
-        if op in (Op.IN, Op.NIN):
-            tags = list(dict.fromkeys(tag(key, code) for code in (value_code(v) for v in value) if code))
-            if not tags:
-                return op is Op.NIN
-            return {TAGS: {"$in" if op is Op.IN else "$nin": tags}}
-        if op is Op.CONTAINS:
-            code = value_code(value)
-            return {TAGS: tag(key, "l" + code)} if code is not None else False
-        return self.range(key, op, value)
+        facts = comparison_facts(node)
+        if facts is None:
+            return self.range(node.field, node.op, node.value)
+        tags = [token_tag(token) for token in facts.tokens]
+        if not tags:  # $in: [] matches nothing, $nin: [] everything
+            return facts.negated
+        if node.op in (Op.IN, Op.NIN):
+            return {TAGS: {"$nin" if facts.negated else "$in": tags}}
+        return {TAGS: {"$ne": tags[0]}} if facts.negated else {TAGS: tags[0]}
 
     def range(self, key: str, op: Op, value: float) -> dict[str, Any] | bool:
         slot = self.slots.get(field_id(key))
         if slot is None:  # no document of the collection has ever had a number under this key
             return False
-        try:
-            bound = float(value)
-        except OverflowError:
-            bound = math.inf if value > 0 else -math.inf
         name = slot_field(slot)
-        if math.isinf(bound):  # stored numbers are finite: all of them or none
-            if (bound > 0) == (op in (Op.GT, Op.GTE)):
-                return False
-            return {name: {"$gte": -_F64_MAX}}
+        bound = range_bound(op, value)
+        if isinstance(bound, bool):  # no double holds the bound: every stored number, or none
+            return {name: {"$gte": -_F64_MAX}} if bound else False
         return {name: {"$" + op.value: bound}}
 
 
-def _negate(part: dict[str, Any] | bool) -> dict[str, Any] | bool:
-    if isinstance(part, bool):
-        return not part
+def _all(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"$and": parts}
+
+
+def _any(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"$or": parts}
+
+
+def _nor(part: dict[str, Any]) -> dict[str, Any]:
+    """The exact complement (a document missing the tested field matches)."""
     return {"$nor": [part]}
 
 
@@ -280,7 +245,7 @@ class CompiledFilter:
 def compile_filter(tree: Filter | None, slots: Mapping[str, int]) -> CompiledFilter:
     if tree is None:
         return CompiledFilter()
-    compiled = _Compiler(slots).compile(tree)
+    compiled = fold(tree, _Compiler(slots).comparison, all_of=_all, any_of=_any, negate=_nor)
     if compiled is True:
         return CompiledFilter()
     if compiled is False:

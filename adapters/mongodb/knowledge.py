@@ -61,7 +61,15 @@ from pymongo import MongoClient, ReadPreference, ReplaceOne
 from pymongo import errors as mongo_errors
 from pymongo.operations import SearchIndexModel
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import (
+    Candidate,
+    EngineKnowledgeStore,
+    count_option,
+    flag_option,
+    option,
+    poll,
+    seconds_option,
+)
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -71,7 +79,7 @@ from storebridge.errors import (
     StoreClosedError,
     ValidationError,
 )
-from storebridge.filters import ALL_OPS, Filter
+from storebridge.filters import Filter
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets
@@ -97,13 +105,8 @@ class SearchIndexLagWarning(RuntimeWarning):
 
 
 def _capabilities(exact: bool) -> KnowledgeCapabilities:
-    return KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
+    return KnowledgeCapabilities(  # every operator, top-level keys, every distance
         recall_floor=1.0 if exact else 0.9,
-        persistent=True,
         max_batch=WRITE_BATCH,
         notes=(
             "Atlas Vector Search ($vectorSearch); verified live only where STOREBRIDGE_TEST_MONGODB_VECTOR_URL is set",
@@ -136,21 +139,22 @@ class MongoDBVectorKnowledgeStore(EngineKnowledgeStore):
         if options.collection != DEFAULT_COLLECTION or options.namespace:
             raise ConfigurationError("the mongodb_vector store takes prefix= (collection names are <prefix><name>), "
                                      "not collection= or namespace=")
-        self.prefix = v.check_prefix(_one("prefix", prefix, ours.get("prefix")) or "sbk_")
-        self.numeric_slots = _count("numeric_slots", _one("numeric_slots", numeric_slots, ours.get("numeric_slots")), 64)
-        self.exact = _flag("exact", _one("exact", exact, ours.get("exact")))
-        self.index_timeout = _seconds("index_timeout", _one("index_timeout", index_timeout, ours.get("index_timeout")),
-                                      300.0, zero_ok=False)
-        self.sync_timeout = _seconds("sync_timeout", _one("sync_timeout", sync_timeout, ours.get("sync_timeout")),
-                                     60.0, zero_ok=True)
+        self.prefix = v.check_prefix(option("prefix", prefix, ours.get("prefix")) or "sbk_")
+        self.numeric_slots = count_option("numeric_slots", option("numeric_slots", numeric_slots,
+                                                                  ours.get("numeric_slots")), 64, low=0, high=1000)
+        self.exact = flag_option("exact", option("exact", exact, ours.get("exact")), False)
+        self.index_timeout = seconds_option("index_timeout", option("index_timeout", index_timeout,
+                                                                    ours.get("index_timeout")), 300.0, zero_ok=False)
+        self.sync_timeout = seconds_option("sync_timeout", option("sync_timeout", sync_timeout, ours.get("sync_timeout")),
+                                           60.0)
         if self.exact:
             self.capabilities = _capabilities(True)
-        self._owns_client = client is None
         if client is None:
             try:
                 client = MongoClient(options.driver_uri)
             except mongo_errors.PyMongoError as exc:
                 raise translate_error(exc, "connect", self._message_options(options)) from exc
+            self._owned_client = client
         else:
             options = dataclasses.replace(options, hosts=_hosts_of(client))
         self._options = self._message_options(options)
@@ -167,13 +171,6 @@ class MongoDBVectorKnowledgeStore(EngineKnowledgeStore):
         closed = ", closed" if self._closed else ""
         return (f"MongoDBVectorKnowledgeStore(hosts={self._options.hosts!r}, database={self._options.database!r}, "
                 f"prefix={self.prefix!r}{closed})")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            self._client.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -211,7 +208,7 @@ class MongoDBVectorKnowledgeStore(EngineKnowledgeStore):
         """Record the collection as being created, make the MongoDB collection and its search index, wait
         until the index is queryable, then mark it ready. Every step is idempotent, so an interrupted or
         concurrent create of the same collection is resumed, not duplicated."""
-        record = {"_id": info.name, "state": "creating", "dimension": info.dimension,
+        record: dict[str, Any] = {"_id": info.name, "state": "creating", "dimension": info.dimension,
                   "distance": info.distance.value, "numeric_slots": self.numeric_slots, "slots": {}, "nslots": 0}
         try:
             self._registry.insert_one(record)
@@ -334,21 +331,14 @@ class MongoDBVectorKnowledgeStore(EngineKnowledgeStore):
         the collection itself holds now); on timeout the write stands and a warning says so. The search is
         exact, so the query vector only has to be valid (non-zero)."""
         query = [0.0] * (info.dimension - 1) + [1.0]
-        deadline = time.monotonic() + self.sync_timeout
-        delay = 0.05
-        while True:
+        for _ in poll(self.sync_timeout):
             target = collection.count_documents(condition) if expected is None else expected
             found = list(collection.aggregate(v.visible_pipeline(query, condition, max(target, 1))))
             if (found[0]["n"] if found else 0) == target:
                 return
-            if time.monotonic() > deadline:
-                warnings.warn(SearchIndexLagWarning(
-                    f"the write to {info.name!r} is stored, but the vector search index of {self._where} had not "
-                    f"caught up after {self.sync_timeout:g} s (sync_timeout); searches may miss it for a while"),
-                    stacklevel=6)
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        warnings.warn(SearchIndexLagWarning(
+            f"the write to {info.name!r} is stored, but the vector search index of {self._where} had not caught up "
+            f"after {self.sync_timeout:g} s (sync_timeout); searches may miss it for a while"), stacklevel=6)
 
     def _engine_delete(self, info: CollectionInfo, ids: list[str] | None, where: Filter | None) -> int:
         compiled = self._compile(info, where)
@@ -472,49 +462,6 @@ def _split_our_options(url: str) -> tuple[str, dict[str, str]]:
         elif part:
             kept.append(part)
     return base + ("?" + "&".join(kept) if kept else ""), ours
-
-
-def _one(name: str, given: Any, from_url: Any) -> Any:
-    if given is not None and from_url is not None and str(given).lower() != str(from_url).lower():
-        raise ConfigurationError(f"{name} is given twice with different values ({given!r} as an argument and "
-                                 f"{from_url!r} in the URL); give it once")
-    return given if given is not None else from_url
-
-
-def _count(name: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, bool) or not 0 <= number <= 1000 or (isinstance(value, float) and not value.is_integer()):
-        raise ConfigurationError(f"{name} must be a whole number from 0 to 1000, got {value!r}")
-    return number
-
-
-def _flag(name: str, value: Any) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
-
-
-def _seconds(name: str, value: Any, default: float, *, zero_ok: bool) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if isinstance(value, bool) or not (seconds > 0 or (zero_ok and seconds == 0)):
-        raise ConfigurationError(f"{name} must be a {'non-negative' if zero_ok else 'positive'} number of seconds, "
-                                 f"got {value!r}")
-    return seconds
 
 
 __all__ = ["MongoDBVectorKnowledgeStore", "SearchIndexLagWarning"]

@@ -1,5 +1,6 @@
-"""Typed filter tokens: the record layout and filter algebra the Pinecone and Upstash Vector adapters
-share. Pure Python, no client import, so the unit tests pin it without a server.
+"""The record layout the Pinecone and Upstash Vector adapters share: how filter facts are spelled as
+tokens, the payload that keeps a document exact, engine ids, and size-bounded write requests. Pure
+Python, no client import, so the unit tests pin it without a server.
 
 Why tokens. Both engines' metadata filters differ from FILTERS.md where it matters most: Pinecone's
 ``$ne`` skips records that lack the field (reported 2024, haystack-core-integrations#590) and has
@@ -7,12 +8,12 @@ no ``$not``; Upstash writes booleans as ``1``/``0`` (so ``True`` would equal ``1
 no escaping for string literals. So the adapters never filter on the user's own fields. Each record
 carries:
 
-* ``_sb_t``: a list of strings, present on every record (it always holds ``"doc"``), with one
-  token per fact a filter can ask about a top-level metadata key ``k`` (keys the filter language
-  accepts; others cannot be filtered on anyway):
+* ``_sb_t``: a list of strings, present on every record (it always holds ``"doc"``), with one token
+  per fact a filter can ask about a top-level metadata key ``k`` (the facts of
+  :mod:`storebridge.filter_facts`, spelled here):
 
   ========================  ===========================================================
-  token                     present when
+  token                     fact
   ========================  ===========================================================
   ``p.<h(k)>``              ``k`` is present and not None (``$exists``)
   ``s.<h(k, v)>``           ``k`` holds the string ``v``
@@ -25,13 +26,14 @@ carries:
   ``h`` is a 96-bit BLAKE2b digest of the key and the value joined by NUL (keys cannot hold NUL),
   so a token is ``[a-z.0-9]`` only: no user text ever reaches a filter expression, whatever it
   holds (quotes, backslashes, operators, NUL, any unicode), and no length limit of the engine's
-  string handling matters. ``canon`` writes a number so that values Python calls equal get the
-  same text (``1`` and ``1.0`` are ``"1"``; ``True`` has a token kind of its own).
+  string handling matters. ``canon`` is :func:`storebridge.filter_facts.canonical_number`: values
+  Python calls equal get the same text (``1`` and ``1.0`` are ``"1"``; ``True`` has a token kind of
+  its own).
 * ``_sb_n_<h(k)>``: the number itself, for range comparisons, on records where ``k`` is a number.
 
-Filters then mean exactly FILTERS.md with nothing but "the token list has one of these" (positive
-or negated: the list is never missing, so a negation never meets a missing field) and range
-comparisons, which only ever need to be true on numbers:
+Filters are the negation-normal form of :mod:`storebridge.filter_facts` over these fields: "the token
+list has one of these" (positive or negated: the list is never missing, so a negation never meets a
+missing field) and range comparisons, which only ever need to be true on numbers:
 
 ==============  ====================================================================
 operator        compiled to
@@ -40,25 +42,30 @@ eq / ne         has / has-not the typed equality token
 in / nin        has any / has none of the tokens (``in []`` is false, ``nin []`` true)
 exists          has / has-not ``p.``
 contains        has the typed list-element token (false on non-lists: no such token)
-gt gte lt lte   ``_sb_n_<h(k)> <op> v`` (±inf decided here); negated: has-not ``q.`` OR the
-                opposite comparison
+gt gte lt lte   ``_sb_n_<h(k)> <op> v`` (bounds no double holds decided here); negated: has-not
+                ``q.`` OR the opposite comparison
 and / or / not  negation is pushed to the leaves (De Morgan), so the result has no NOT
 ==============  ====================================================================
 
 Range comparisons run in the engines' float64, so integers beyond 2**53 compare rounded; equality
 uses the exact tokens.
+
+The rest of a document (content, source id, the user's metadata as JSON text, so ``1.0`` stays a float
+and None and nesting are kept) is the payload (:func:`payload`), stored beside the tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from storebridge.errors import FilterError
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, is_number, validate_key
+from storebridge.errors import ValidationError
+from storebridge.filter_facts import Fact, Token, Value, field_facts
+from storebridge.filters import Scalar
+from storebridge.models import KnowledgeDocument
+from storebridge.vectors import METADATA_JSON
 
 TOKENS_FIELD = "_sb_t"
 NUMBER_FIELD_PREFIX = "_sb_n_"
@@ -71,47 +78,32 @@ def digest(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=12).hexdigest()
 
 
-def canonical_number(value: float) -> str:
-    """Equal numbers (``1 == 1.0``, ``-0.0 == 0``) get equal text; unequal ones never do."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return repr(value)
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    return str(int(value))
+def token_text(token: Token) -> str:
+    """The spelling of a fact in ``_sb_t`` (see the module docstring)."""
+    if token.fact is Fact.PRESENT:
+        return f"p.{digest(token.key)}"
+    if token.fact is Fact.NUMBER:
+        return f"q.{digest(token.key)}"
+    assert token.value is not None
+    prefix = "l" if token.fact is Fact.ELEMENT else ""
+    return f"{prefix}{token.value.kind}.{digest(token.key, token.value.text)}"
 
 
 def presence_token(key: str) -> str:
-    return f"p.{digest(key)}"
+    return token_text(Token(Fact.PRESENT, key))
 
 
 def number_kind_token(key: str) -> str:
-    return f"q.{digest(key)}"
+    return token_text(Token(Fact.NUMBER, key))
+
+
+def equality_token(key: str, value: Scalar, *, element: bool = False) -> str:
+    """The token of ``key == value`` (``element``: of a list element of ``key`` equal to ``value``)."""
+    return token_text(Token(Fact.ELEMENT if element else Fact.EQUALS, key, Value.of(value)))
 
 
 def number_field(key: str) -> str:
     return f"{NUMBER_FIELD_PREFIX}{digest(key)}"
-
-
-def equality_token(key: str, value: Any, *, element: bool = False) -> str:
-    """The token of ``key == value`` (``element``: of a list element of ``key`` equal to ``value``)."""
-    prefix = "l" if element else ""
-    if isinstance(value, bool):
-        return f"{prefix}b.{digest(key, '1' if value else '0')}"
-    if is_number(value):
-        return f"{prefix}n.{digest(key, canonical_number(value))}"
-    if isinstance(value, str):
-        return f"{prefix}s.{digest(key, value)}"
-    raise FilterError(f"cannot compare {key!r} with {type(value).__name__} {value!r}")  # pragma: no cover
-
-
-def _filterable(key: Any) -> bool:
-    try:
-        validate_key(key)
-    except FilterError:
-        return False
-    return True
 
 
 def index_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,170 +111,51 @@ def index_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
     numeric copies. Nested values and None are not indexed (nested keys are not declared)."""
     tokens: dict[str, None] = {DOC_TOKEN: None}
     numbers: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if value is None or not _filterable(key):
-            continue
-        tokens[presence_token(key)] = None
-        if isinstance(value, (bool, str)) or is_number(value):
-            tokens[equality_token(key, value)] = None
-            if is_number(value):
-                tokens[number_kind_token(key)] = None
-                numbers[number_field(key)] = value
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                if isinstance(item, (bool, str)) or is_number(item):
-                    tokens[equality_token(key, item, element=True)] = None
+    for facts in field_facts(metadata):
+        tokens.update(dict.fromkeys(token_text(token) for token in facts.tokens()))
+        if facts.number is not None:
+            numbers[number_field(facts.key)] = facts.number
     return {TOKENS_FIELD: list(tokens), **numbers}
 
 
-# -- the filter algebra --------------------------------------------------------------------------------
+def check_index_size(doc: KnowledgeDocument, size: Callable[[Any], int], limit: int, engine: str) -> None:
+    """Refuse a document whose filter fields take more than ``limit`` (as ``size`` measures them)."""
+    if size(index_fields(doc.metadata)) > limit:
+        raise ValidationError(
+            f"metadata of document {doc.id!r} has too many filterable fields for {engine} per vector; nest the "
+            "fields that need no filtering in a dict")
 
 
-@dataclass(frozen=True)
-class Const:
-    value: bool
+# -- payloads and requests ---------------------------------------------------------------------------------
 
 
-TRUE, FALSE = Const(True), Const(False)
+def payload(doc: KnowledgeDocument) -> str:
+    """Content, source id and metadata as JSON text that loads back equal, types included."""
+    return METADATA_JSON.encode({"c": doc.content, "s": doc.source_id, "m": dict(doc.metadata)})
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """The token list holds one of ``tokens`` (``negated``: holds none of them)."""
-
-    tokens: tuple[str, ...]
-    negated: bool = False
-
-
-@dataclass(frozen=True)
-class Range:
-    """``field <op> value`` on a numeric copy (``op`` is one of gt, gte, lt, lte)."""
-
-    field: str
-    op: Op
-    value: float
+def document(engine_id: str, text: str, embedding: list[float] | None) -> KnowledgeDocument:
+    """The document a record holds: its id (decoded) and its :func:`payload`."""
+    data = json.loads(text)
+    return KnowledgeDocument(id=decode_id(engine_id), content=data["c"], source_id=data["s"], metadata=data["m"],
+                             embedding=embedding)
 
 
-@dataclass(frozen=True)
-class AllOf:
-    parts: tuple[Expr, ...]
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    parts: tuple[Expr, ...]
-
-
-Expr = Const | Tokens | Range | AllOf | AnyOf
-
-_OPPOSITE = {Op.GT: Op.LTE, Op.GTE: Op.LT, Op.LT: Op.GTE, Op.LTE: Op.GT}
-
-
-def _range(key: str, op: Op, value: float) -> Expr:
-    if isinstance(value, float) and math.isinf(value):
-        # No stored number is infinite (JSON cannot hold one): decide here.
-        upward = op in (Op.GT, Op.GTE)
-        if (value > 0) == upward:
-            return FALSE
-        return Tokens((number_kind_token(key),))
-    return Range(number_field(key), op, value)
-
-
-def _tokens(tokens: Iterable[str], negated: bool) -> Expr:
-    unique = tuple(dict.fromkeys(tokens))
-    if not unique:
-        return TRUE if negated else FALSE
-    return Tokens(unique, negated)
-
-
-def _comparison(node: Comparison, negate: bool) -> Expr:
-    key, op, value = node.field, node.op, node.value
-    if op is Op.EQ:
-        return _tokens([equality_token(key, value)], negate)
-    if op is Op.NE:
-        return _tokens([equality_token(key, value)], not negate)
-    if op is Op.IN:
-        return _tokens([equality_token(key, v) for v in value], negate)
-    if op is Op.NIN:
-        return _tokens([equality_token(key, v) for v in value], not negate)
-    if op is Op.EXISTS:
-        return _tokens([presence_token(key)], negate == bool(value))
-    if op is Op.CONTAINS:
-        return _tokens([equality_token(key, value, element=True)], negate)
-    if not negate:
-        return _range(key, op, value)
-    return any_of([Tokens((number_kind_token(key),), negated=True), _range(key, _OPPOSITE[op], value)])
-
-
-def all_of(parts: Iterable[Expr]) -> Expr:
-    """AND with constants folded, nested ANDs flattened and negated token sets merged."""
-    flat: list[Expr] = []
-    excluded: list[str] = []
-    for part in parts:
-        if part == FALSE:
-            return FALSE
-        if part == TRUE:
-            continue
-        children = part.parts if isinstance(part, AllOf) else (part,)
-        for child in children:
-            if isinstance(child, Tokens) and child.negated:
-                excluded += child.tokens
-            else:
-                flat.append(child)
-    if excluded:
-        flat.insert(0, Tokens(tuple(dict.fromkeys(excluded)), negated=True))
-    flat = list(dict.fromkeys(flat))
-    if not flat:
-        return TRUE
-    return flat[0] if len(flat) == 1 else AllOf(tuple(flat))
-
-
-def any_of(parts: Iterable[Expr]) -> Expr:
-    """OR with constants folded, nested ORs flattened and positive token sets merged."""
-    flat: list[Expr] = []
-    wanted: list[str] = []
-    for part in parts:
-        if part == TRUE:
-            return TRUE
-        if part == FALSE:
-            continue
-        children = part.parts if isinstance(part, AnyOf) else (part,)
-        for child in children:
-            if isinstance(child, Tokens) and not child.negated:
-                wanted += child.tokens
-            else:
-                flat.append(child)
-    if wanted:
-        flat.insert(0, Tokens(tuple(dict.fromkeys(wanted))))
-    flat = list(dict.fromkeys(flat))
-    if not flat:
-        return FALSE
-    return flat[0] if len(flat) == 1 else AnyOf(tuple(flat))
-
-
-def compile_tree(node: Filter | None, negate: bool = False) -> Expr:
-    """The filter tree as a NOT-free expression over tokens and numeric ranges (``TRUE`` for None)."""
-    if node is None:
-        return TRUE
-    if isinstance(node, Comparison):
-        return _comparison(node, negate)
-    if isinstance(node, And):
-        children = [compile_tree(c, negate) for c in node.children]
-        return any_of(children) if negate else all_of(children)
-    if isinstance(node, Or):
-        children = [compile_tree(c, negate) for c in node.children]
-        return all_of(children) if negate else any_of(children)
-    if isinstance(node, Not):
-        return compile_tree(node.child, not negate)
-    raise FilterError(f"not a filter node: {node!r}")  # pragma: no cover
-
-
-def has_range(expr: Expr) -> bool:
-    if isinstance(expr, Range):
-        return True
-    if isinstance(expr, (AllOf, AnyOf)):
-        return any(has_range(p) for p in expr.parts)
-    return False
+def request_batches(records: list[dict[str, Any]], size: Callable[[Any], int], max_bytes: int,
+                    max_records: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Records in write requests of at most ``max_bytes`` (as ``size`` measures each record) and
+    ``max_records``; a record larger than ``max_bytes`` goes alone (the engine says if it is too large)."""
+    batch: list[dict[str, Any]] = []
+    used = 0
+    for record in records:
+        record_size = size(record)
+        if batch and ((max_records is not None and len(batch) >= max_records) or used + record_size > max_bytes):
+            yield batch
+            batch, used = [], 0
+        batch.append(record)
+        used += record_size
+    if batch:
+        yield batch
 
 
 # -- document ids ----------------------------------------------------------------------------------------
@@ -311,29 +184,21 @@ def is_reserved_id(engine_id: str) -> bool:
 
 __all__ = [
     "DOC_TOKEN",
-    "FALSE",
     "NUMBER_FIELD_PREFIX",
     "RESERVED_ID_PREFIX",
     "TOKENS_FIELD",
-    "TRUE",
-    "AllOf",
-    "AnyOf",
-    "Const",
-    "Expr",
-    "Range",
-    "Tokens",
-    "all_of",
-    "any_of",
-    "canonical_number",
-    "compile_tree",
+    "check_index_size",
     "decode_id",
     "digest",
+    "document",
     "encode_id",
     "equality_token",
-    "has_range",
     "index_fields",
     "is_reserved_id",
     "number_field",
     "number_kind_token",
+    "payload",
     "presence_token",
+    "request_batches",
+    "token_text",
 ]

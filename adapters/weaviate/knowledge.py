@@ -46,13 +46,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import time
 import uuid
 from typing import Any
 
 import numpy as np
 
-from storebridge.engine import Candidate, EngineKnowledgeStore
+from storebridge.engine import (
+    Candidate,
+    EngineKnowledgeStore,
+    flag_option,
+    option,
+    poll,
+    seconds_option,
+    url_options,
+)
 from storebridge.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -61,10 +68,10 @@ from storebridge.errors import (
     StorebridgeError,
     ValidationError,
 )
-from storebridge.filters import ALL_OPS, Filter
+from storebridge.filters import Filter
 from storebridge.knowledge import KnowledgeCapabilities
 from storebridge.models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument
-from storebridge.urls import mask_secrets, merge_url_option, parse_url
+from storebridge.urls import mask_secrets, parse_url
 from storebridge.vectors import metadata_json, stable_uuid
 
 from . import _filters as wf
@@ -90,15 +97,6 @@ except ImportError as exc:  # pragma: no cover - the registry checks first
 _CLOUD_SUFFIXES = (".weaviate.cloud", ".weaviate.network")
 _METRICS = {"cosine": VectorDistances.COSINE, "l2-squared": VectorDistances.L2_SQUARED, "dot": VectorDistances.DOT}
 _OPTIONS = {"grpc_port", "grpc_host", "api_key", "prefix", "index", "consistency", "timeout", "wait_for_indexing"}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _bool_option(name: str, value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigurationError(f"the weaviate URL option {name} takes true or false, got {value!r}")
 
 
 def _encode_vector(vector: np.ndarray) -> str:
@@ -169,13 +167,8 @@ class WeaviateKnowledgeStore(EngineKnowledgeStore):
 
     backend_name = "weaviate"
     write_batch = 200
-    capabilities = KnowledgeCapabilities(
-        filter_operators=ALL_OPS,
-        nested_keys=False,
-        client_side_filters=False,
-        distances=frozenset(Distance),
+    capabilities = KnowledgeCapabilities(  # every operator, top-level keys, every distance
         recall_floor=0.9,
-        persistent=True,
         max_batch=200,
         notes=("HNSW (approximate) by default, candidates re-scored exactly; index=flat is exact brute force",
                "every filter operator is evaluated by Weaviate (1.27+: NotEqual is the exact complement of Equal)",
@@ -188,7 +181,6 @@ class WeaviateKnowledgeStore(EngineKnowledgeStore):
                  timeout: float | None = None, wait_for_indexing: bool | None = None,
                  headers: dict[str, str] | None = None) -> None:
         self._closed = False
-        self._owns_client = client is None
         self._numbers: dict[str, frozenset[str]] = {}
         self._foreign: dict[str, frozenset[str]] = {}
         if (url is None) == (client is None):
@@ -202,34 +194,25 @@ class WeaviateKnowledgeStore(EngineKnowledgeStore):
                                          "weaviate+https://host")
             if not parsed.host:
                 raise ConfigurationError(f"the weaviate URL {parsed} names no host")
-            options = dict(parsed.query)
-            unknown = sorted(set(options) - _OPTIONS)
-            if unknown:
-                raise ConfigurationError(f"unknown weaviate URL options {unknown}; known: {sorted(_OPTIONS)}")
-            api_key = merge_url_option("api_key", api_key, options.get("api_key"))
+            options = url_options(parsed.query, _OPTIONS, "weaviate")
+            api_key = option("api_key", api_key, options.get("api_key"))
         self._secrets = (api_key,)
-        self._prefix = wf.check_prefix(merge_url_option("prefix", prefix, options.get("prefix")) or wf.DEFAULT_PREFIX)
-        self._index = (merge_url_option("index", index, options.get("index")) or "hnsw").lower()
+        self._prefix = wf.check_prefix(option("prefix", prefix, options.get("prefix")) or wf.DEFAULT_PREFIX)
+        self._index = (option("index", index, options.get("index")) or "hnsw").lower()
         if self._index not in ("hnsw", "flat"):
             raise ConfigurationError(f"weaviate index must be hnsw or flat, got {self._index!r}")
         if self._index == "flat":
             self.capabilities = dataclasses.replace(type(self).capabilities, recall_floor=1.0)
-        level = merge_url_option("consistency", consistency, options.get("consistency"))
+        level = option("consistency", consistency, options.get("consistency"))
         self._consistency = None
         if level is not None:
             try:
                 self._consistency = ConsistencyLevel(str(level).upper())
             except ValueError:
                 raise ConfigurationError(f"weaviate consistency must be ONE, QUORUM or ALL, got {level!r}") from None
-        waiting = options.get("wait_for_indexing")
-        self._wait = merge_url_option("wait_for_indexing", wait_for_indexing,
-                                      None if waiting is None else _bool_option("wait_for_indexing", waiting))
-        self._wait = True if self._wait is None else bool(self._wait)
-        seconds = options.get("timeout")
-        try:
-            timeout = merge_url_option("timeout", timeout, None if seconds is None else float(seconds))
-        except ValueError:
-            raise ConfigurationError(f"weaviate timeout must be a number of seconds, got {seconds!r}") from None
+        self._wait = flag_option("wait_for_indexing", option("wait_for_indexing", wait_for_indexing,
+                                                             options.get("wait_for_indexing")), True)
+        timeout = seconds_option("timeout", option("timeout", timeout, options.get("timeout")))
         if client is not None:
             self._client = client
             self._where = "the given Weaviate client"
@@ -258,18 +241,12 @@ class WeaviateKnowledgeStore(EngineKnowledgeStore):
                     http_host=host, http_port=port, http_secure=https, grpc_host=options.get("grpc_host") or host,
                     grpc_port=grpc_port, grpc_secure=https, headers=headers, additional_config=config,
                     auth_credentials=credentials)
+            self._owned_client = self._client
         except Exception as exc:
             raise self._translate_error(exc, "connect") from exc
 
     def __repr__(self) -> str:
         return f"WeaviateKnowledgeStore({self._where}, prefix={self._prefix!r})"
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            self._client.close()
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -400,16 +377,13 @@ class WeaviateKnowledgeStore(EngineKnowledgeStore):
 
     def _wait_for_indexing(self, collection: Any, info: CollectionInfo, limit: float = 120.0) -> None:
         """Return once every shard's vector queue is empty (it always is without ASYNC_INDEXING)."""
-        deadline = time.monotonic() + limit
-        while True:
+        for _ in poll(limit, delay=0.2, most=0.2):
             shards = collection.config.get_shards()
             if all(getattr(s, "vector_queue_size", 0) == 0 for s in shards):
                 return
-            if time.monotonic() > deadline:
-                raise OperationFailedError(
-                    f"the documents were written to {info.name!r}, but Weaviate has not indexed their vectors after "
-                    f"{limit:.0f} s; searches may miss them until it has (or pass wait_for_indexing=False)")
-            time.sleep(0.2)
+        raise OperationFailedError(
+            f"the documents were written to {info.name!r}, but Weaviate has not indexed their vectors after "
+            f"{limit:.0f} s; searches may miss them until it has (or pass wait_for_indexing=False)")
 
     def _engine_existing(self, info: CollectionInfo, ids: list[str]) -> list[str]:
         found = self._fetch(info, ids, [wf.ID])

@@ -17,34 +17,45 @@ Contracts the template keeps, so every adapter keeps them:
   :class:`~storebridge.models.Distance` exactly whatever the engine's own formula, and ties go by id.
 * every engine error becomes a typed :class:`~storebridge.errors.StorebridgeError` whose text has
   secrets masked; a closed store raises :class:`~storebridge.errors.StoreClosedError`.
+* ``insert``, ``upsert`` and ``delete`` return only after :meth:`EngineKnowledgeStore._engine_settle`
+  (a no-op unless an eventually consistent engine overrides it), so reads see the write; :func:`poll`
+  paces such waits.
+
+The constructor helpers at the end (:func:`url_options`, :func:`option`, :func:`seconds_option`,
+:func:`count_option`, :func:`flag_option`) read an adapter's options from its URL and arguments the same
+way everywhere: unknown URL options refused, an option given twice with different meanings refused, a bad
+value named in a :class:`~storebridge.errors.ConfigurationError`.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 
 from .errors import (
     AlreadyExistsError,
     CollectionNotFoundError,
+    ConfigurationError,
+    FilterError,
     NotSupportedError,
     OperationFailedError,
     StorebridgeError,
     StoreClosedError,
     ValidationError,
 )
-from .filters import And, Comparison, Filter, FilterLike, Not, parse_filter, require_operators
+from .filters import And, Comparison, Filter, FilterLike, Not, Or, parse_filter, require_operators
 from .identifiers import validate_collection_name
 from .knowledge import KnowledgeStore, Vector
 from .models import CollectionInfo, Distance, DocumentPage, KnowledgeDocument, SearchHit
-from .urls import mask_secrets
+from .urls import mask_secrets, merge_url_option
 from .vectors import (
     BATCH_SIZE,
     batches,
@@ -157,6 +168,20 @@ def sql_predicate(node: Filter | None, comparison: Callable[[Comparison], str], 
     return walk(node)
 
 
+def sql_condition(node: Filter, comparison: Callable[[Comparison], str]) -> str:
+    """A SQL boolean for a parsed filter as written: every ``AND``, ``OR`` and ``NOT`` parenthesised and
+    nothing folded, for compilers whose comparisons are always TRUE or FALSE (never NULL), so ``NOT`` is
+    the exact complement, and keep their constants in the text."""
+    if isinstance(node, Comparison):
+        return comparison(node)
+    if isinstance(node, Not):
+        return f"(NOT {sql_condition(node.child, comparison)})"
+    if isinstance(node, (And, Or)):
+        word = " AND " if isinstance(node, And) else " OR "
+        return "(" + word.join(sql_condition(child, comparison) for child in node.children) + ")"
+    raise FilterError(f"not a filter node: {node!r}")
+
+
 class EngineKnowledgeStore(KnowledgeStore):
     """The knowledge interface over an engine's primitives. Subclasses set ``backend_name``,
     ``capabilities`` and ``self._where`` (a secret-free description of the engine for messages), and
@@ -173,6 +198,8 @@ class EngineKnowledgeStore(KnowledgeStore):
     _where: str = "the engine"
     #: Secrets (API keys, passwords) to blank out of any error text.
     _secrets: tuple[str | None, ...] = ()
+    #: A client the store made itself, closed by :meth:`close` (None: the caller's client, left open).
+    _owned_client: Any = None
 
     # -- engine primitives ------------------------------------------------------------------------------
 
@@ -224,6 +251,15 @@ class EngineKnowledgeStore(KnowledgeStore):
 
     # -- hooks ----------------------------------------------------------------------------------------
 
+    def _engine_settle(self, name: str) -> None:
+        """Return once reads see this store's writes to collection ``name``; runs after every ``insert``,
+        ``upsert`` and ``delete`` (override for an eventually consistent engine)."""
+
+    def _engine_close(self) -> None:
+        """Free the engine's resources, once, when the store closes: by default the client it made."""
+        if self._owned_client is not None:
+            self._owned_client.close()
+
     def _engine_validate(self, info: CollectionInfo, documents: list[KnowledgeDocument]) -> None:
         """Refuse documents the engine cannot hold (size limits...) with a ValidationError; runs before
         any write of a sequence, so a bad document late in it leaves the collection untouched."""
@@ -249,6 +285,13 @@ class EngineKnowledgeStore(KnowledgeStore):
             if self._closed:
                 raise StoreClosedError(f"the {self.backend_name} knowledge store is closed") from exc
             raise self._translate_error(exc, what) from exc
+
+    def close(self) -> None:
+        """Close the store (a second call does nothing); every later call raises StoreClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        self._engine_close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -353,6 +396,8 @@ class EngineKnowledgeStore(KnowledgeStore):
             with self._call("write"):
                 self._engine_write(info, group_to_write, vectors)
             ids.extend(doc.id for doc in group)
+        with self._call("wait for freshness"):
+            self._engine_settle(name)
         return ids
 
     def _refuse_existing(self, info: CollectionInfo, documents: Sequence[KnowledgeDocument]) -> None:
@@ -371,15 +416,17 @@ class EngineKnowledgeStore(KnowledgeStore):
         tree = self._filter(filter)
         wanted = None if ids is None else list(dict.fromkeys(id_list(ids)))
         info = self._info(name)
-        if wanted is None:
-            if tree is None:
-                return 0
-            with self._call("delete"):
-                return self._engine_delete(info, None, tree)
         removed = 0
-        for group in batches(wanted, self.write_batch):
-            with self._call("delete"):
-                removed += self._engine_delete(info, group, tree)
+        if wanted is None:
+            if tree is not None:
+                with self._call("delete"):
+                    removed = self._engine_delete(info, None, tree)
+        else:
+            for group in batches(wanted, self.write_batch):
+                with self._call("delete"):
+                    removed += self._engine_delete(info, group, tree)
+        with self._call("wait for freshness"):
+            self._engine_settle(name)
         return removed
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -426,14 +473,126 @@ class EngineKnowledgeStore(KnowledgeStore):
             return self._engine_page(info, limit, cursor, tree, include_embeddings)
 
 
+def poll(timeout: float, *, delay: float = 0.05, most: float = 1.0, factor: float = 2.0,
+         sleep: Callable[[float], None] | None = None) -> Iterator[int]:
+    """Pace a wait for an engine to catch up: yields the attempt number at once, then again after pauses
+    growing from ``delay`` by ``factor`` up to ``most`` seconds, until ``timeout`` seconds have passed.
+    The caller returns from its loop when the condition holds and reports the time-out after the loop."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        yield attempt
+        if time.monotonic() > deadline:
+            return
+        (sleep or time.sleep)(delay)
+        delay = min(delay * factor, most)
+        attempt += 1
+
+
+# -- constructor options ------------------------------------------------------------------------------
+
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def url_options(query: Mapping[str, str], accepted: Collection[str], engine: str) -> dict[str, str]:
+    """The query options of a store URL, refusing any the store does not take (a misspelt option must not
+    be silently ignored)."""
+    unknown = sorted(set(query) - set(accepted))
+    if unknown:
+        raise ConfigurationError(f"unknown {engine} URL options {unknown}; accepted: {sorted(accepted)}")
+    return dict(query)
+
+
+def _same(given: Any, text: str) -> bool:
+    """Does the URL's text mean the argument's value?"""
+    if isinstance(given, bool):
+        return text.strip().lower() in (_TRUE_WORDS if given else _FALSE_WORDS)
+    if isinstance(given, (int, float)):
+        try:
+            return float(text) == given
+        except ValueError:
+            return False
+    return bool(given == text or str(given) == text)
+
+
+def option(name: str, given: Any, from_url: str | None) -> Any:
+    """An option given as an argument, in the URL (as text), or both: whichever is given. Both, meaning
+    different things, is a ConfigurationError; the URL's text means what it says (``5.0`` and ``"5"``,
+    ``True`` and ``"true"``). Secrets are never shown (see ``merge_url_option``)."""
+    if given is not None and from_url is not None and _same(given, from_url):
+        return given
+    return merge_url_option(name, given, from_url)
+
+
+@overload
+def seconds_option(name: str, value: Any, default: float, *, zero_ok: bool = True) -> float: ...
+@overload
+def seconds_option(name: str, value: Any, default: None = None, *, zero_ok: bool = True) -> float | None: ...
+
+
+def seconds_option(name: str, value: Any, default: float | None = None, *, zero_ok: bool = True) -> float | None:
+    """A duration option (a number, or URL text) in seconds: None gives ``default``; anything but a number
+    >= 0 (> 0 unless ``zero_ok``) is a ConfigurationError naming the option."""
+    if value is None:
+        return default
+    try:
+        seconds = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (seconds > 0 or (zero_ok and seconds == 0)):
+        raise ConfigurationError(f"{name} must be a {'non-negative' if zero_ok else 'positive'} number of seconds, "
+                                 f"got {value!r}")
+    return seconds
+
+
+def count_option(name: str, value: Any, default: int, *, low: int = 1, high: int | None = None) -> int:
+    """A whole-number option (an int, or URL text) from ``low`` to ``high``: None gives ``default``."""
+    if value is None:
+        return default
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if number is None or number < low or (high is not None and number > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigurationError(f"{name} must be a whole number {span}, got {value!r}")
+    return number
+
+
+def flag_option(name: str, value: Any, default: bool) -> bool:
+    """A yes/no option: a bool, or URL text (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE_WORDS or text in _FALSE_WORDS:
+        return text in _TRUE_WORDS
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+
+
 __all__ = [
     "Candidate",
     "EngineKnowledgeStore",
     "check_documents_argument",
     "check_score_threshold",
     "check_texts",
+    "count_option",
+    "flag_option",
+    "option",
+    "poll",
     "rank",
     "reconcile_collection",
     "refuse_repeated_ids",
+    "seconds_option",
+    "sql_condition",
     "sql_predicate",
+    "url_options",
 ]

@@ -38,6 +38,7 @@ from storebridge.errors import (
     UnsupportedFilterError,
     ValidationError,
 )
+from storebridge.filter_facts import hex_value
 from storebridge.filters import Comparison, Op, evaluate, parse_filter
 from storebridge.models import CollectionInfo, Distance, KnowledgeDocument
 from storebridge.testing import KnowledgeStoreSuite, StoreFactory
@@ -432,11 +433,11 @@ def test_values_are_bound_never_written(value: str) -> None:
 
 
 def test_encoding_keeps_types_apart() -> None:
-    assert q.value_part(1) == q.value_part(1.0) == "n1"
-    assert q.value_part(True) == "t" != q.value_part(1)
-    assert q.value_part("1") == "s31"
-    assert q.value_part(2**60 + 1) != q.value_part(float(2**60))
-    assert q.value_part("x" * 101).startswith("S") and len(q.value_part("x" * 101)) == 65
+    assert hex_value(1) == hex_value(1.0) == "n1"
+    assert hex_value(True) == "t" != hex_value(1)
+    assert hex_value("1") == "s31"
+    assert hex_value(2**60 + 1) != hex_value(float(2**60))
+    assert hex_value("x" * 101).startswith("S") and len(hex_value("x" * 101)) == 65
     equal, contains = q.indexed({"n": 1, "l": ["a", 1, True, None, {"d": 1}], "none": None, "d": {"k": 1},
                                  "bad.key": 1})
     assert equal == {"6e": "n1"}

@@ -6,7 +6,7 @@ with a clear NotSupportedError.
 
 The query-syntax model below is ours, not the engine: it reads only the subset this compiler writes
 (``@t:{a|b}``, ``@n:[lo hi]`` with ``(`` and PARAMS, ``-``, parenthesised AND / OR) with the documented
-meaning. The engine itself runs the conformance suite when STOREBRIDGE_TEST_REDIS_VECTOR_URL is set.
+meaning. The engine itself runs the conformance suite in tests/conformance/test_knowledge_redis.py.
 """
 
 from __future__ import annotations
