@@ -22,7 +22,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-core
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-knowledge clean
 demo: $(VENV)/.installed-core
 	$(BIN)/python examples/quickstart.py
 
@@ -30,12 +30,16 @@ test: $(VENV)/.installed-test
 	mkdir -p reports
 	$(BIN)/python -m pytest --junitxml=reports/junit.xml $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/bench_knowledge_backends.py
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_knowledge_search.py
 	$(BIN)/python benchmarks/bench_conversation.py
 	$(BIN)/python benchmarks/bench_conversation_sql.py
 	$(BIN)/python benchmarks/bench_import.py
+
+# Every knowledge backend through storebridge, its own client and its LangChain integration (about two
+# hours on 2 cores; BENCH_ARGS="--n 2000 --queries 20" for a quick look). Results: benchmarks/RESULTS.md.
+bench-knowledge: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_knowledge_backends.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache
