@@ -43,6 +43,12 @@ range operators see numbers only. SurrealDB's number comparisons are exact acros
 no normalisation; the unit and conformance tests check each of these against the reference evaluator on
 the engine. A filter value that is an integer with no exact SurrealDB number (beyond ``2**96`` and not a
 float) raises :class:`~storebridge.errors.UnsupportedFilterError`.
+
+Vector statements (:func:`vector_field`, :func:`hnsw_index`, :func:`knn_source`): each collection keeps its
+vectors in its own record field, ``v_`` + the hex of the collection name's UTF-8 (so one HNSW index per
+collection can have that collection's dimension); the HNSW ``DEFINE INDEX`` and the KNN operator take their
+numbers as literals only (SurrealDB 2.3.10 refuses a ``$parameter`` there: "expected an unsigned integer"), so
+they are checked integers written into the text; the names are built here from hex and validated prefixes.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from typing import Any
 from storebridge.engine import sql_predicate
 from storebridge.errors import UnsupportedFilterError, ValidationError
 from storebridge.filters import Comparison, Filter, Op, is_number
+from storebridge.models import Distance
 
 from ._connection import escape_text
 
@@ -219,13 +226,60 @@ def compile_where(tree: Filter | None) -> Where | bool:
     return Where(sql, compiler.params)
 
 
+#: SurrealDB's HNSW distance for each of ours; it has no inner product (``DIST DOT`` is a parse error), so
+#: ``dot`` collections are always searched exactly.
+HNSW_DISTANCE = {Distance.COSINE: "COSINE", Distance.L2: "EUCLIDEAN"}
+#: HNSW ``DIMENSION`` is a 16-bit number in SurrealDB.
+HNSW_MAX_DIMENSION = 65_535
+
+
+def vector_field(collection: str) -> str:
+    """The record field holding the vectors of ``collection`` (any string: only hex reaches the text)."""
+    return "v_" + collection.encode("utf-8").hex()
+
+
+def hnsw_index_name(table: str, collection: str) -> str:
+    """The name of the HNSW index of ``collection`` on the documents table ``table`` (a validated name)."""
+    return f"{table}_{vector_field(collection)}"
+
+
+def _count(value: int, what: str, low: int = 1, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValidationError(f"{what} must be a whole number {span}, got {value!r}")
+    return value
+
+
+def hnsw_index(table: str, collection: str, dimension: int, distance: Distance, *, m: int, efc: int) -> str:
+    """``DEFINE INDEX IF NOT EXISTS`` of the HNSW index of ``collection`` (float32 vectors)."""
+    if distance not in HNSW_DISTANCE:
+        raise ValidationError(f"SurrealDB has no HNSW index for the {distance.value!r} distance")
+    dimension = _count(dimension, "dimension", 1, HNSW_MAX_DIMENSION)
+    return (f"DEFINE INDEX IF NOT EXISTS {hnsw_index_name(table, collection)} ON TABLE {table} "
+            f"FIELDS {vector_field(collection)} HNSW DIMENSION {dimension} "
+            f"DIST {HNSW_DISTANCE[distance]} TYPE F32 EFC {_count(efc, 'EFC')} M {_count(m, 'M', 1, 255)}")
+
+
+def knn_source(table: str, collection: str, k: int, ef: int) -> str:
+    """The record ids of the ``k`` nearest neighbours of ``$q`` found by the HNSW index of ``collection``
+    (candidate list ``ef``). Used as a subquery, with any filter applied to its result outside it."""
+    return (f"SELECT VALUE id FROM {table} WHERE {vector_field(collection)} "
+            f"<|{_count(k, 'k')},{_count(ef, 'ef')}|> $q")
+
+
 __all__ = [
     "COPY_FIELD",
+    "HNSW_DISTANCE",
+    "HNSW_MAX_DIMENSION",
     "INEXACT_FIELD",
     "NULLS_FIELD",
     "MetadataCopy",
     "Where",
     "compile_where",
+    "hnsw_index",
+    "hnsw_index_name",
+    "knn_source",
     "metadata_copy",
     "surreal_number",
+    "vector_field",
 ]

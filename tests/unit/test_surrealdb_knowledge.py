@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from storebridge.errors import (
     ConfigurationError,
     ConnectionFailedError,
     FilterError,
+    OperationFailedError,
     SchemaVersionError,
     StoreClosedError,
     UnsupportedFilterError,
@@ -496,6 +498,12 @@ def test_version_1_documents_get_their_filter_copy() -> None:
         assert store.count("c", filter={"a": {"$ne": 1}}) == 3
         assert store.count("c", filter={"a": {"$gt": 2**99}}) == 1  # the inexact one, client-side
         assert conn.query("SELECT VALUE version FROM sb_schema_versions:knowledge") == [SCHEMA_VERSION]
+        # the vectors moved from the shared field to the collection's own
+        assert conn.query("SELECT VALUE key FROM sb_kdoc WHERE embedding != NONE") == []
+        moved = conn.query("SELECT key, v_63 FROM sb_kdoc ORDER BY key")
+        assert [row["v_63"] for row in moved] == [[1.0, float(i)] for i in range(4)]
+        assert [h.id for h in store.search("c", [1.0, 3.0], k=4)] == ["k3", "k2", "k1", "k0"]
+        assert store.get("c", ["k2"])[0].embedding == [1.0, 2.0]
         store.close()
         conn.query("UPDATE sb_schema_versions:knowledge SET version = 99")
         with pytest.raises(SchemaVersionError):
@@ -533,7 +541,8 @@ def test_urls_and_options() -> None:
         SurrealDBKnowledgeStore("sqlite:///x.db")
     with SurrealDBKnowledgeStore("surrealdb+mem://?ns=app&db=docs", table_prefix="kb_") as s:
         assert (s.namespace, s.database) == ("app", "docs")
-        assert repr(s) == "SurrealDBKnowledgeStore(url='mem://', namespace='app', database='docs', table_prefix='kb_')"
+        assert repr(s) == ("SurrealDBKnowledgeStore(url='mem://', namespace='app', database='docs', "
+                           "table_prefix='kb_', hnsw=True)")
 
 
 def test_secrets_stay_out_of_errors_and_repr() -> None:
@@ -554,3 +563,310 @@ def test_equal_vectors_and_many_ids(store: SurrealDBKnowledgeStore) -> None:
     hits = store.search("m", [1.0, 1.0], k=5)
     assert [h.id for h in hits] == sorted(ids)[:5]  # ties by id
     assert len(list(itertools.chain(store.scroll("m", limit=2000).documents))) == len(ids)
+
+
+# -- the HNSW index ---------------------------------------------------------------------------------------
+
+
+def test_vector_statements_are_exact() -> None:
+    assert sf.vector_field("abc") == "v_616263"
+    assert sf.vector_field("é-1") == "v_" + "é-1".encode().hex()
+    assert re.fullmatch("v_[0-9a-f]+", sf.vector_field("x'; REMOVE TABLE sb_kdoc; --`⟩"))
+    assert sf.hnsw_index_name("sb_kdoc", "ab") == "sb_kdoc_v_6162"
+    assert sf.hnsw_index("sb_kdoc", "ab", 384, Distance.COSINE, m=12, efc=150) == (
+        "DEFINE INDEX IF NOT EXISTS sb_kdoc_v_6162 ON TABLE sb_kdoc FIELDS v_6162 HNSW DIMENSION 384 "
+        "DIST COSINE TYPE F32 EFC 150 M 12")
+    assert sf.hnsw_index("t", "ab", 3, Distance.L2, m=16, efc=100).endswith(
+        "FIELDS v_6162 HNSW DIMENSION 3 DIST EUCLIDEAN TYPE F32 EFC 100 M 16")
+    assert sf.knn_source("sb_kdoc", "ab", 26, 1600) == "SELECT VALUE id FROM sb_kdoc WHERE v_6162 <|26,1600|> $q"
+    with pytest.raises(ValidationError, match="dot"):
+        sf.hnsw_index("t", "ab", 3, Distance.DOT, m=12, efc=150)
+    for bad in (0, -1, True, 2.0, "3", 65_536):
+        with pytest.raises(ValidationError):
+            sf.hnsw_index("t", "ab", bad, Distance.COSINE, m=12, efc=150)  # type: ignore[arg-type]
+    for k, ef in ((0, 10), (10, 0), (True, 10), ("5", 10), (10, "1|> $q; REMOVE TABLE t; --")):
+        with pytest.raises(ValidationError):
+            sf.knn_source("t", "ab", k, ef)  # type: ignore[arg-type]
+
+
+def test_hnsw_options() -> None:
+    with SurrealDBKnowledgeStore("surrealdb+mem://") as s:
+        assert (s.hnsw, s.hnsw_threshold, s.hnsw_ef) == (True, 10_000, 1_600)
+        assert s.capabilities.recall_floor == 0.95 and "HNSW" in s.capabilities.notes[0]
+    with SurrealDBKnowledgeStore("surrealdb+mem://", hnsw=False) as s:
+        assert s.capabilities.recall_floor == 1.0 and not s.capabilities.persistent
+        assert "exact" in s.capabilities.notes[0] and "HNSW" not in " ".join(s.capabilities.notes)
+    with SurrealDBKnowledgeStore("surrealdb+mem://", hnsw_threshold=0, hnsw_ef="40") as s:
+        assert (s.hnsw_threshold, s.hnsw_ef) == (0, 40)
+    for kwargs in ({"hnsw_threshold": -1}, {"hnsw_threshold": "many"}, {"hnsw_ef": 0}, {"hnsw_ef": 1.5},
+                   {"hnsw": "maybe"}):
+        with pytest.raises(ConfigurationError):
+            SurrealDBKnowledgeStore("surrealdb+mem://", **kwargs)
+
+
+def _vectors(count: int, dimension: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, dimension)).astype(np.float32)
+
+
+def _reference(metric: Distance, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact scores (higher is better) of float32 ``vectors`` against ``query``, in float64."""
+    v, q = vectors.astype(np.float64), query.astype(np.float32).astype(np.float64)
+    if metric is Distance.COSINE:
+        return v @ q / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+    if metric is Distance.L2:
+        return -np.linalg.norm(v - q, axis=1)
+    return v @ q
+
+
+def _indexes(store: SurrealDBKnowledgeStore) -> dict[str, str]:
+    return dict(store._conn.run(f"INFO FOR TABLE {store.table_prefix}kdoc")[0]["indexes"])
+
+
+def _paths(store: SurrealDBKnowledgeStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which way each search of cosine / l2 collections went: ``hnsw`` (the KNN operator answered) or
+    ``exact`` (too few of the index's candidates matched, the scan answered)."""
+    seen: list[str] = []
+    original = store._approximate
+
+    def recording(*args: Any) -> Any:
+        rows = original(*args)
+        seen.append("exact" if rows is None else "hnsw")
+        return rows
+
+    monkeypatch.setattr(store, "_approximate", recording)
+    return seen
+
+
+def test_index_is_built_at_the_threshold_and_dropped_with_the_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = _vectors(60, 8, 1)
+    docs = [KnowledgeDocument(id=f"p{i:02d}", embedding=v.tolist()) for i, v in enumerate(vectors)]
+    with SurrealDBKnowledgeStore("surrealdb+mem://", hnsw_threshold=50) as store:
+        paths = _paths(store, monkeypatch)
+        for metric in Distance:
+            store.create_collection(metric.value, 8, metric)
+            store.insert(metric.value, docs[:49])
+            store.search(metric.value, vectors[0].tolist(), k=3)
+        assert set(_indexes(store)) == {"sb_kdoc_collection_id"} and paths == []
+        for metric in Distance:
+            store.upsert(metric.value, docs[49:])  # the write that takes each collection to the threshold
+        index = {m: f"sb_kdoc_{sf.vector_field(m.value)}" for m in Distance}
+        defined = _indexes(store)
+        assert set(defined) == {"sb_kdoc_collection_id", index[Distance.COSINE], index[Distance.L2]}
+        assert (f"FIELDS {sf.vector_field('cosine')} HNSW DIMENSION 8 DIST COSINE TYPE F32 EFC 150 M 12 "
+                in defined[index[Distance.COSINE]])
+        assert "DIMENSION 8 DIST EUCLIDEAN" in defined[index[Distance.L2]]
+        assert {m: store._indexed(store.get_collection(m.value)) for m in Distance} == {
+            Distance.COSINE: True, Distance.L2: True, Distance.DOT: False}
+        for metric in Distance:
+            for query in vectors[:5]:
+                best = [docs[i].id for i in np.argsort(-_reference(metric, vectors, query), kind="stable")[:10]]
+                assert [h.id for h in store.search(metric.value, query.tolist(), k=10)] == best
+        assert paths == ["hnsw"] * 10  # dot has no HNSW index in SurrealDB: scanned
+        assert store.drop_collection(Distance.COSINE.value)
+        assert index[Distance.COSINE] not in _indexes(store)
+        # the same name again, another dimension: a new index of that dimension
+        store.create_collection("cosine", 3)
+        store.insert("cosine", [KnowledgeDocument(id=f"n{i}", embedding=[1.0, float(i), 2.0]) for i in range(50)])
+        assert "DIMENSION 3 DIST COSINE" in _indexes(store)[index[Distance.COSINE]]
+        assert store.search("cosine", [1.0, 49.0, 2.0], k=1)[0].id == "n49"
+
+
+#: (filter, the way its share of the documents decides: ``hnsw`` when about 8 x 26 of the 600 candidates match)
+FILTERED_SPECS: list[tuple[Any, str]] = [
+    (None, "hnsw"),
+    ({"tag": {"$contains": "odd"}}, "hnsw"),  # 50 %: about 300 of the candidates match
+    ({"a.b": {"$ne": 0}}, "hnsw"),  # 75 %
+    ({"$or": [{"a.b": 1}, {"g": {"$lte": 6}}]}, "hnsw"),  # 77.5 %
+    ({"g": {"$in": [1, 2]}}, "exact"),  # 20 %: about 120 of the candidates match
+    ({"$not": {"g": {"$lt": 8}}}, "exact"),  # 20 %, through $not
+    ({"$or": [{"rare": True}, {"g": {"$lt": 1}}]}, "exact"),  # 10 %
+    ({"$and": [{"g": {"$gte": 5}}, {"tag": {"$contains": "t3"}}]}, "exact"),  # 7 %
+    ({"rare": True}, "exact"),  # 2 documents
+    ({"g": 11}, "exact"),  # none
+]
+
+
+def test_hnsw_search_recall_and_filtered_completeness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cosine / l2 searches through the HNSW index (built by the insert that reaches ``hnsw_threshold``;
+    ``hnsw_ef=600``: a filter is applied to 600 of the 1,000 documents). Against exact numpy search over the
+    reference evaluator's matches: recall@10 at least the declared floor, every hit matches, and there are
+    always min(k, matches) hits: filters too selective for the candidate list are answered by the exact
+    scan."""
+    n, dim = 1000, 16
+    vectors, queries = _vectors(n, dim, 7), _vectors(6, dim, 8)
+    metadata = [{"g": i % 10, "tag": ["odd" if i % 2 else "even", f"t{i % 7}"], "rare": i % 500 == 7,
+                 "a": {"b": i % 4}} for i in range(n)]
+    docs = [KnowledgeDocument(id=f"d{i:04d}", metadata=m, embedding=v.tolist())
+            for i, (m, v) in enumerate(zip(metadata, vectors, strict=True))]
+    with SurrealDBKnowledgeStore("surrealdb+mem://", hnsw_threshold=n, hnsw_ef=600) as store:
+        paths = _paths(store, monkeypatch)
+        for metric in (Distance.COSINE, Distance.L2):
+            store.create_collection(metric.value, dim, metric)
+            store.insert(metric.value, docs)
+            assert store._indexed(store.get_collection(metric.value))
+            for spec, path in FILTERED_SPECS:
+                mask = np.array([spec is None or evaluate(spec, m) for m in metadata])
+                want = min(10, int(mask.sum()))
+                paths.clear()
+                recalls = []
+                for query in queries:
+                    scores = np.where(mask, _reference(metric, vectors, query), -np.inf)
+                    best = {docs[i].id for i in np.argsort(-scores, kind="stable")[:want]}
+                    hits = store.search(metric.value, query.tolist(), k=10, filter=spec)
+                    assert len(hits) == want, (metric, spec)
+                    assert all(mask[int(h.id[1:])] for h in hits), (metric, spec)
+                    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+                    recalls.append(len(best & {h.id for h in hits}) / want if want else 1.0)
+                assert np.mean(recalls) >= store.capabilities.recall_floor, (metric, spec, recalls)
+                assert set(paths) == {path}, (metric, spec, paths)
+
+
+def test_search_falls_back_when_the_index_answers_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collection says indexed but its index is gone (removed behind the store's back): the KNN operator
+    then finds nothing, and the search is answered by the exact scan, complete."""
+    vectors = _vectors(100, 6, 3)
+    with SurrealDBKnowledgeStore("surrealdb+mem://", hnsw_threshold=0) as store:
+        store.create_collection("c", 6, "l2")
+        store.insert("c", [KnowledgeDocument(id=f"d{i:03d}", metadata={"i": i}, embedding=v.tolist())
+                           for i, v in enumerate(vectors)])
+        paths = _paths(store, monkeypatch)
+        store.search("c", vectors[0].tolist(), k=5)
+        store._conn.run(f"REMOVE INDEX sb_kdoc_{sf.vector_field('c')} ON TABLE sb_kdoc")
+        assert store._indexed(store.get_collection("c"))
+        for spec in (None, {"i": {"$gte": 10}}):
+            mask = np.array([spec is None or i >= 10 for i in range(100)])
+            scores = np.where(mask, _reference(Distance.L2, vectors, vectors[3]), -np.inf)
+            best = [f"d{i:03d}" for i in np.argsort(-scores, kind="stable")[:10]]
+            assert [h.id for h in store.search("c", vectors[3].tolist(), k=10, filter=spec)] == best
+        assert paths == ["hnsw", "exact", "exact"]
+
+
+def test_hnsw_statements_travel_as_documented() -> None:
+    """The KNN operator with literal k and ef, the query vector bound, and the filter applied outside the
+    KNN subquery (SurrealDB 2.3.10 mis-evaluates conditions written beside the operator); with a filter and
+    a candidate list too short to hold 8 x (k + 16) matches, the index is not asked at all."""
+    import surrealdb
+
+    real: Any = surrealdb.Surreal("mem://")  # embedded: the stubs only know ws/http
+    real.connect()
+    spy = _Spy(real)
+    store = SurrealDBKnowledgeStore(connection=spy, hnsw_threshold=0, hnsw_ef=200)
+    try:
+        store.create_collection("c", 3, "l2")
+        assert any(sql.count("DEFINE INDEX IF NOT EXISTS sb_kdoc_v_63 ON TABLE sb_kdoc FIELDS v_63 HNSW") == 1
+                   for sql, _ in spy.calls)
+        store.insert("c", [KnowledgeDocument(id=f"d{i}", metadata={"h": HOSTILE[i % len(HOSTILE)]},
+                                             embedding=[1.0, float(i), 2.0]) for i in range(40)])
+        for spec, depth in ((None, 20), ({"h": HOSTILE[0]}, 200)):
+            spy.calls.clear()
+            store.search("c", [1.0, 2.0, 3.0], k=4, filter=spec)
+            knn = [(sql, params) for sql, params in spy.calls if "<|" in sql]
+            assert len(knn) == 1
+            sql, params = knn[0]
+            assert (f"FROM (SELECT VALUE id FROM sb_kdoc WHERE v_63 <|{depth},200|> $q) "
+                    "WHERE collection = $c") in sql
+            assert params is not None and params["q"] == [1.0, 2.0, 3.0] and params["n"] == 20
+            assert HOSTILE[0] not in sql
+        store.hnsw_ef = 159  # 8 x 20 candidates needed
+        spy.calls.clear()
+        assert [h.id for h in store.search("c", [1.0, 2.0, 3.0], k=4, filter={"h": {"$ne": "x"}})] == \
+            ["d2", "d1", "d3", "d0"]
+        assert not any("<|" in sql for sql, _ in spy.calls)
+    finally:
+        store.close()
+        real.close()
+
+
+def test_version_2_collections_move_and_get_their_index_on_first_connect() -> None:
+    """Collections written by the version 2 layout (every vector in the shared ``embedding`` field, no HNSW
+    index) are moved to their own field on first connect, and those at the threshold indexed then."""
+    conn = _conn()
+    try:
+        conn.use("storebridge", "storebridge")
+        conn.query("DEFINE TABLE sb_kcollection SCHEMALESS; DEFINE TABLE sb_kdoc SCHEMALESS; "
+                   "DEFINE TABLE sb_schema_versions SCHEMALESS; "
+                   "DEFINE INDEX sb_kdoc_collection_id ON TABLE sb_kdoc FIELDS collection, key UNIQUE; "
+                   "UPSERT sb_schema_versions:knowledge SET version = 2")
+        vectors = _vectors(80, 5, 11)
+        sizes = {"big": ("cosine", 80), "dotty": ("dot", 80), "small": ("l2", 30)}
+        for name, (distance, size) in sizes.items():
+            conn.query("CREATE type::thing('sb_kcollection', $c) SET name = $c, dimension = 5, distance = $d",
+                       {"c": name, "d": distance})
+            for i in range(size):
+                meta = {"i": i}
+                record = {"collection": name, "key": f"k{i:02d}", "content": "", "metadata": json.dumps(meta),
+                          "embedding": vectors[i].astype(np.float64).tolist(), **sf.metadata_copy(meta).fields()}
+                conn.query("CREATE type::thing('sb_kdoc', [$c, $k]) CONTENT $doc",
+                           {"c": name, "k": f"k{i:02d}", "doc": record})
+        store = SurrealDBKnowledgeStore(connection=conn, hnsw_threshold=50)
+        try:
+            assert conn.query("SELECT VALUE version FROM sb_schema_versions:knowledge") == [SCHEMA_VERSION]
+            assert conn.query("SELECT VALUE key FROM sb_kdoc WHERE embedding != NONE") == []
+            assert set(_indexes(store)) == {"sb_kdoc_collection_id", f"sb_kdoc_{sf.vector_field('big')}"}
+            assert store.get("small", ["k03"])[0].embedding == vectors[3].tolist()
+            for name, (distance, size) in sizes.items():
+                metric = Distance.parse(distance)
+                assert store._indexed(store.get_collection(name)) is (name == "big")
+                for query in vectors[:4]:
+                    ranked = np.argsort(-_reference(metric, vectors[:size], query), kind="stable")
+                    best = [f"k{i:02d}" for i in ranked[:10]]
+                    assert [h.id for h in store.search(name, query.tolist(), k=10)] == best
+                    evens = [f"k{i:02d}" for i in ranked if i % 2 == 0][:10]
+                    assert [h.id for h in store.search(name, query.tolist(), k=10,
+                                                       filter={"i": {"$in": list(range(0, 80, 2))}})] == evens
+        finally:
+            store.close()
+    finally:
+        conn.close()
+
+
+class _TooLarge(_Spy):
+    """A real embedded connection that answers, like surrealkv does for a transaction too large for its log,
+    with an error for any write transaction of more than ``most`` documents. The failure is injected here
+    (the in-memory engine has no such limit); it is the answer's shape that is SurrealDB's."""
+
+    def __init__(self, conn: Any, most: int) -> None:
+        super().__init__(conn)
+        self.most = most
+        self.sizes: list[int] = []
+
+    def query_raw(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        if "UPSERT" in sql and params and "rows" in params:
+            self.sizes.append(len(params["rows"]))
+            if len(params["rows"]) > self.most:
+                return {"result": [{"status": "ERR", "result": (
+                    "There was a problem with a datastore transaction: Log error: Record is too large to fit in "
+                    "a segment. Increase max segment size")}]}
+        return super().query_raw(sql, params)
+
+
+def test_indexed_collections_are_written_in_small_transactions() -> None:
+    """Writes into an indexed collection go in transactions of 64 documents, halved while the engine answers
+    that one is too large; writes into a collection without an index go in one transaction per batch."""
+    import surrealdb
+
+    real: Any = surrealdb.Surreal("mem://")  # embedded: the stubs only know ws/http
+    real.connect()
+    spy = _TooLarge(real, most=20)
+    store = SurrealDBKnowledgeStore(connection=spy, hnsw_threshold=0)
+    try:
+        vectors = _vectors(150, 4, 5)
+        docs = [KnowledgeDocument(id=f"d{i:03d}", metadata={"n": 2**100 + 1} if i == 149 else {}, embedding=v.tolist())
+                for i, v in enumerate(vectors)]
+        store.create_collection("small", 4, "dot")  # no HNSW index for dot
+        spy.most = 1000
+        store.insert("small", docs)
+        assert spy.sizes == [150]
+        store.create_collection("indexed", 4, "l2")
+        spy.most, spy.sizes = 20, []
+        store.insert("indexed", docs)
+        assert spy.sizes == [64, 32, 16, 16, 16, 16, 16, 16, 16, 16, 16, 6]
+        assert store.count("indexed") == 150
+        assert store.count("indexed", filter={"n": {"$gt": 2**99}}) == 1  # the inexact flag came with its chunk
+        assert [h.id for h in store.search("indexed", vectors[7].tolist(), k=1)] == ["d007"]
+        spy.most = 0
+        with pytest.raises(OperationFailedError, match="too large to fit in a segment"):
+            store.upsert("indexed", docs[:3])
+    finally:
+        store.close()
+        real.close()
