@@ -172,29 +172,6 @@ def knowledge_store_factory(url: str, request: pytest.FixtureRequest, *, algorit
     return lambda: RedisKnowledgeStore(url, prefix=prefix, algorithm=algorithm, **options)
 
 
-#: One server for the whole session, as in ``tests/servers/redis.py``: a module that imports the fixture
-#: object gets its own session fixture from pytest besides the plugin's; this count keeps that to one server,
-#: started by the first user and stopped when the last one ends.
-_shared: RedisSearchServer | None = None
-_users = 0
-
-
-def _acquire_shared() -> RedisSearchServer:
-    global _shared, _users
-    if _shared is None:
-        _shared = start_redis_search_server()
-    _users += 1
-    return _shared
-
-
-def _release_shared() -> None:
-    global _shared, _users
-    _users -= 1
-    if _users == 0 and _shared is not None:
-        _shared.stop()
-        _shared = None
-
-
 @pytest.fixture(scope="session")
 def redis_search_server() -> Iterator[str]:
     """The URL of the session's Redis with the query engine: ``STOREBRIDGE_TEST_REDIS_VECTOR_URL`` if
@@ -205,7 +182,7 @@ def redis_search_server() -> Iterator[str]:
         yield given
         return
     try:
-        server = _acquire_shared()
+        server = start_redis_search_server()
     except FileNotFoundError as exc:
         missing = str(exc)
     else:
@@ -215,7 +192,7 @@ def redis_search_server() -> Iterator[str]:
     try:
         yield server.url
     finally:
-        _release_shared()
+        server.stop()
 
 
 __all__ = ["URL_VARIABLE", "RedisSearchServer", "drop_prefix", "find_binaries", "knowledge_store_factory",
