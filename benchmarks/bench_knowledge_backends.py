@@ -957,7 +957,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                               "code": code_state(backend),
                               "load_start": os.getloadavg(), "versions": {p: version(p) for p in CLIENTS[backend]},
                               "paths": {}}
-    work = Path(tempfile.mkdtemp(prefix=f"bench-{backend}-"))
+    work = Path(args.worker_dir) if args.worker_dir else Path(tempfile.mkdtemp(prefix=f"bench-{backend}-"))
     context: dict[str, Any] = {}
     server = None
     runners: list[Runner] = []
@@ -1242,6 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-results", action="store_true", help="print the table only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args)
@@ -1266,7 +1267,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for backend in backends:
         out = Path(tempfile.gettempdir()) / f"bench-knowledge-{backend}-{uuid.uuid4().hex[:8]}.json"
+        # The parent owns the worker's directory and removes it once the worker has exited: milvus-lite
+        # flushes its files when the process ends, after the worker's own clean-up.
+        work = Path(tempfile.mkdtemp(prefix=f"bench-{backend}-"))
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--worker-out", str(out),
+                   "--worker-dir", str(work),
                    "--n", str(args.n), "--dim", str(args.dim), "--queries", str(args.queries),
                    "--lightrag-n", str(args.lightrag_n), "--seed", str(args.seed), "--data", args.data,
                    "--max-query-seconds", str(args.max_query_seconds)]
@@ -1284,6 +1289,9 @@ def main(argv: list[str] | None = None) -> int:
                 process.kill()
                 process.wait()
             code = None
+        shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            log(f"[{backend}] could not remove its directory {work}")
         if out.exists():
             res = json.loads(out.read_text(encoding="utf-8"))
             out.unlink()
