@@ -34,7 +34,7 @@ from storebridge.errors import (
     UnsupportedFilterError,
     ValidationError,
 )
-from storebridge.filters import And, Comparison, Filter, Not, Op, Or, evaluate
+from storebridge.filters import Filter, evaluate
 from storebridge.models import Distance, KnowledgeDocument
 from storebridge.testing import KnowledgeStoreSuite, StoreFacade, StoreFactory
 from storebridge.testing.data import FILTER_CASES, FILTER_DIMENSION, filter_documents
@@ -44,6 +44,7 @@ from tests.servers.cosmosdb import (
     fresh_database,
     knowledge_store_factory,
 )
+from tests.strategies import filter_trees
 
 pytestmark = [
     pytest.mark.engine("cosmosdb"),
@@ -173,26 +174,7 @@ _VALUES = st.one_of(_SCALARS, st.none(), st.lists(_SCALARS, max_size=4), st.just
 _METADATA = st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=4)
 
 
-def _comparison() -> st.SearchStrategy[Filter]:
-    key = st.sampled_from([*_KEYS, "missing"])
-    numbers = st.sampled_from([0, 1, 0.5, -1, 2, 1e300, 2**53, math.inf, -math.inf, 10**400, -(10**400)])
-    return st.one_of(
-        st.builds(Comparison, key, st.sampled_from([Op.EQ, Op.NE, Op.CONTAINS]), _SCALARS),
-        st.builds(Comparison, key, st.sampled_from([Op.GT, Op.GTE, Op.LT, Op.LTE]), numbers),
-        st.builds(Comparison, key, st.sampled_from([Op.IN, Op.NIN]), st.lists(_SCALARS, max_size=3).map(tuple)),
-        st.builds(Comparison, key, st.just(Op.EXISTS), st.booleans()),
-    )
-
-
-_FILTERS: st.SearchStrategy[Filter] = st.recursive(
-    _comparison(),
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda c: And(tuple(c))),
-        st.lists(inner, min_size=1, max_size=3).map(lambda c: Or(tuple(c))),
-        inner.map(Not),
-    ),
-    max_leaves=6,
-)
+_FILTERS = filter_trees([*_KEYS, "missing"], _SCALARS, st.sampled_from([0, 1, 0.5, -1, 2, 1e300, 2**53, math.inf, -math.inf, 10**400, -(10**400)]))
 
 
 @pytest.fixture(scope="module")

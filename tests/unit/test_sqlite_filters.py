@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from storebridge.adapters.sqlite._sql_filters import METADATA_JSON, compile_filter
 from storebridge.errors import FilterError
-from storebridge.filters import And, Comparison, Filter, FilterLike, Not, Op, Or, evaluate
+from storebridge.filters import Comparison, Filter, FilterLike, Not, Op, evaluate
 from storebridge.testing.data import FILTER_CASES, FILTER_METADATA
+from tests import strategies
 
 
 def make_table(metadata: Sequence[dict[str, Any]]) -> sqlite3.Connection:
@@ -189,25 +190,7 @@ metadata_dicts = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
 numbers = st.one_of(ints, floats)
 
 
-def comparisons() -> st.SearchStrategy[Comparison]:
-    field = st.sampled_from(FIELDS)
-    return st.one_of(
-        st.builds(Comparison, field, st.sampled_from([Op.EQ, Op.NE, Op.CONTAINS]), scalars),
-        st.builds(Comparison, field, st.sampled_from([Op.GT, Op.GTE, Op.LT, Op.LTE]), numbers),
-        st.builds(Comparison, field, st.sampled_from([Op.IN, Op.NIN]), st.lists(scalars, max_size=4).map(tuple)),
-        st.builds(Comparison, field, st.just(Op.EXISTS), st.booleans()),
-    )
-
-
-filter_trees: st.SearchStrategy[Filter] = st.recursive(
-    comparisons(),
-    lambda children: st.one_of(
-        st.builds(And, st.lists(children, min_size=1, max_size=3).map(tuple)),
-        st.builds(Or, st.lists(children, min_size=1, max_size=3).map(tuple)),
-        st.builds(Not, children),
-    ),
-    max_leaves=6,
-)
+filter_trees = strategies.filter_trees(FIELDS, scalars, numbers, in_size=4)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
